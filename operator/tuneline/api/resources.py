@@ -1,0 +1,83 @@
+"""The two custom resources as whole objects, and parsing of manifests into them."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from tuneline.api.base import ApiModel, Rule, rule
+from tuneline.api.common import API_VERSION
+from tuneline.api.finetunejob import FineTuneJobSpec, FineTuneJobStatus
+from tuneline.api.modeldeployment import ModelDeploymentSpec, ModelDeploymentStatus
+
+
+class ObjectMeta(ApiModel):
+    """The part of metav1.ObjectMeta tuneline reads; the API server owns the rest."""
+
+    model_config = ApiModel.model_config | {"extra": "allow"}
+    name: str = Field(..., pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+    namespace: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class CustomResource(ApiModel):
+    api_version: Literal["tuneline.io/v1alpha1"] = API_VERSION
+    metadata: ObjectMeta
+
+    kind_name: ClassVar[str]
+    plural: ClassVar[str]
+    short_names: ClassVar[tuple[str, ...]]
+    printer_columns: ClassVar[tuple[dict[str, Any], ...]]
+    # rules over the whole object (spec and status together), e.g. immutability once running
+    root_rules: ClassVar[tuple[Rule, ...]] = ()
+
+
+class FineTuneJob(CustomResource):
+    kind: Literal["FineTuneJob"] = "FineTuneJob"
+    spec: FineTuneJobSpec
+    status: FineTuneJobStatus | None = None
+
+    kind_name = "FineTuneJob"
+    plural = "finetunejobs"
+    short_names = ("ftj",)
+    printer_columns = (
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Progress", "type": "string", "jsonPath": ".status.progress.percent", "description": "percent"},
+        {"name": "Method", "type": "string", "jsonPath": ".spec.method.type"},
+        {"name": "Eval Loss", "type": "number", "jsonPath": ".status.metrics.evalLoss"},
+        {"name": "Version", "type": "integer", "jsonPath": ".status.artifacts.modelVersion"},
+        {"name": "Base Model", "type": "string", "jsonPath": ".spec.baseModel.uri", "priority": 1},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    )
+    root_rules = (
+        rule("!has(oldSelf.status) || !has(oldSelf.status.phase) || oldSelf.status.phase in ['Pending', 'Queued', "
+             "'Suspended'] || self.spec.baseModel == oldSelf.spec.baseModel",
+             "spec.baseModel is immutable once training has started; create a new FineTuneJob instead"),
+        rule("!has(oldSelf.status) || !has(oldSelf.status.phase) || oldSelf.status.phase in ['Pending', 'Queued', "
+             "'Suspended'] || self.spec.method == oldSelf.spec.method",
+             "spec.method is immutable once training has started; create a new FineTuneJob instead"),
+    )
+
+
+class ModelDeployment(CustomResource):
+    kind: Literal["ModelDeployment"] = "ModelDeployment"
+    spec: ModelDeploymentSpec
+    status: ModelDeploymentStatus | None = None
+
+    kind_name = "ModelDeployment"
+    plural = "modeldeployments"
+    short_names = ("mdep",)
+    printer_columns = (
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Revision", "type": "integer", "jsonPath": ".status.revision"},
+        {"name": "Canary", "type": "string", "jsonPath": ".status.canary.weight", "description": "canary weight %"},
+        {"name": "Ready", "type": "integer", "jsonPath": ".status.readyReplicas"},
+        {"name": "Replicas", "type": "integer", "jsonPath": ".status.replicas"},
+        {"name": "URL", "type": "string", "jsonPath": ".status.url", "priority": 1},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    )
+
+
+RESOURCES: dict[str, type[CustomResource]] = {m.kind_name: m for m in (FineTuneJob, ModelDeployment)}

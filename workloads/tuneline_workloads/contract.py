@@ -1,0 +1,47 @@
+"""The contract between the pieces of the data plane, kept in one place.
+
+Trainer → exporter → Triton repository → gateway: file names inside an output directory, the
+progress file the operator and the CLI read, and the inputs/outputs of the Triton models the
+gateway calls. Change a name here and every side follows.
+"""
+
+from __future__ import annotations
+
+# --- training output directory (spec.output.uri resolved to a local path) -------------------
+CHECKPOINTS_DIR = "checkpoints"          # checkpoints/step-<n>/ ... latest is resumed
+ADAPTER_DIR = "adapter"                  # peft adapter (save_pretrained)
+MERGED_DIR = "merged"                    # full HF model (adapter merged, or the full fine-tune)
+TOKENIZER_DIR = MERGED_DIR               # tokenizer is saved beside the merged model
+LABELS_FILE = "labels.json"              # sequence-classification: ["label0", "label1", ...]
+PROGRESS_FILE = "progress.json"          # rewritten atomically during training (see below)
+METRICS_FILE = "metrics.jsonl"           # one JSON object per logged step / evaluation
+REPORT_FILE = "report.json"              # final training report (data report, params, metrics)
+DATA_REPORT_FILE = "data_report.json"    # rows in, dropped and why, token length histogram
+TENSORBOARD_DIR = "tensorboard"
+EXPORT_DIR = "export"                    # export/onnx/, export/onnx-genai/, export/tensorrt/
+EXPORT_REPORT_FILE = "export_report.json"
+TRITON_REPOSITORY_DIR = "triton"         # triton/<model>/<version>/..., config.pbtxt
+
+# progress.json keys (camelCase, the same names as FineTuneJob status.progress / status.metrics):
+#   {"phase": "Training", "epoch": 1.4, "step": 140, "totalSteps": 300, "percent": 46,
+#    "etaSeconds": 420, "metrics": {"trainLoss": 1.21, "evalLoss": 1.34, "tokensPerSecond": 5400},
+#    "updated": "2026-11-23T07:00:00Z"}
+
+# --- Triton models ---------------------------------------------------------------------------
+# Generation model (Python backend, decoupled: one response per chunk of new text, the last one
+# flagged final).  Inputs, each with batch dimension 1:
+GEN_INPUT_MESSAGES = "messages_json"     # BYTES [1]: JSON list of {"role", "content"}
+GEN_INPUT_MAX_TOKENS = "max_tokens"      # INT32 [1]
+GEN_INPUT_TEMPERATURE = "temperature"    # FP32  [1]  (0 = greedy)
+GEN_INPUT_TOP_P = "top_p"                # FP32  [1]
+GEN_INPUT_SEED = "seed"                  # INT64 [1]
+GEN_INPUT_STOP = "stop_json"             # BYTES [1]: JSON list of stop strings
+GEN_OUTPUT_TEXT = "text"                 # BYTES [1]: the new text of this chunk
+GEN_OUTPUT_FINISH_REASON = "finish_reason"  # BYTES [1]: "" while streaming, "stop" | "length" at the end
+GEN_OUTPUT_PROMPT_TOKENS = "prompt_tokens"  # INT32 [1]
+GEN_OUTPUT_COMPLETION_TOKENS = "completion_tokens"  # INT32 [1]
+
+# Classification model (Python backend or ensemble; dynamic batching over the first dimension):
+CLS_INPUT_TEXT = "text"                  # BYTES [-1, 1]
+CLS_OUTPUT_PROBABILITIES = "probabilities"  # FP32 [-1, num_labels]
+CLS_LABELS_PARAMETER = "labels_json"     # config.pbtxt parameter: JSON list of label names

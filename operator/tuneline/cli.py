@@ -10,7 +10,7 @@ import json
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -85,6 +85,294 @@ def crds(
     from tuneline.api.crdgen import main as crdgen_main
 
     raise typer.Exit(crdgen_main(["--check"] if check else []))
+
+
+VolumeOption = Annotated[list[str], typer.Option(
+    "--volume", "-v", help="map a pvc:// claim (or s3:// bucket) to a local directory: NAME=DIR (repeatable)")]
+StateOption = Annotated[Path, typer.Option("--state-dir", envvar="TUNELINE_STATE_DIR",
+                                           help="where local runs keep status, logs and running servers")]
+DEFAULT_STATE = Path(".tuneline")
+
+
+def _volumes(pairs: list[str], state_dir: Path) -> dict[str, Path]:
+    volumes = {"models": state_dir / "models"}
+    for pair in pairs:
+        name, sep, directory = pair.partition("=")
+        if not sep or not name or not directory:
+            console.print(f"error: --volume {pair!r}: expected NAME=DIR", markup=False, style="red")
+            raise typer.Exit(EXIT_BAD_INPUT)
+        volumes[name] = Path(directory).resolve()
+    return volumes
+
+
+def _load_or_exit(files: list[Path]):
+    try:
+        return load_manifests(files)
+    except InvalidManifests as exc:
+        for err in exc.errors:
+            console.print(f"error: {err}", markup=False, highlight=False, style="red")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+@app.command()
+def run(
+    files: FilesOption,
+    volume: VolumeOption = [],  # noqa: B006 - typer needs a literal default
+    state_dir: StateOption = DEFAULT_STATE,
+    force: Annotated[bool, typer.Option(help="rerun FineTuneJobs that already succeeded with the same spec")] = False,
+    port: Annotated[Optional[int], typer.Option(help="gateway port for the (first) ModelDeployment")] = None,
+    report: Annotated[bool, typer.Option(help="after serving, compare base and tuned model on held-out questions")] = False,
+    output: OutputOption = OutputFormat.text,
+) -> None:
+    """Run FineTuneJobs, then ModelDeployments, from the same manifests kubectl applies — on this machine.
+
+    Training uses Ray locally (CPU workers, or local GPUs when present), then the evaluation gate,
+    the export with its parity check, the Triton model repository; a ModelDeployment starts the
+    real Triton server and the OpenAI-compatible gateway, which keep running until
+    `tuneline stop`. A rerun skips jobs that already succeeded with the same spec, and an
+    interrupted training resumes from its last checkpoint.
+    """
+    from tuneline.local.progress import RunProgress
+    from tuneline.local.runner import RunContext, StepFailed, run_finetunejob, run_modeldeployment
+    from tuneline.local.state import LocalState
+
+    resources = _load_or_exit(files)
+    state = LocalState(state_dir.resolve())
+    volumes = _volumes(volume, state_dir.resolve())
+    results = []
+    with RunProgress(console, enabled=output is OutputFormat.text) as progress:
+        ctx = RunContext(state=state, volumes=volumes, on_progress=progress.update, force=force)
+        try:
+            for resource in sorted(resources, key=lambda r: r.kind != "FineTuneJob"):
+                progress.start(resource.kind, resource.metadata.name)
+                if resource.kind == "FineTuneJob":
+                    result = run_finetunejob(resource, ctx)
+                else:
+                    result = run_modeldeployment(resource, ctx, port=port)
+                    port = None
+                progress.done(resource.kind, resource.metadata.name, result)
+                results.append({"kind": resource.kind, "name": resource.metadata.name, "status": result})
+        except StepFailed as exc:
+            progress.failed(str(exc))
+            if output is OutputFormat.json:
+                print(json.dumps({"succeeded": False, "error": str(exc), "results": results}, indent=2))
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            progress.failed("interrupted: checkpoints are kept; rerun the same command to resume")
+            state.stop_processes()
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+    if report:
+        from tuneline.local.report import demo_report
+
+        results.append({"kind": "Report", "name": "demo", "status": demo_report(resources, state, volumes, console)})
+    if output is OutputFormat.json:
+        print(json.dumps({"succeeded": True, "results": results}, indent=2))
+    else:
+        _print_statuses(state)
+        served = [r for r in results if r["kind"] == "ModelDeployment"]
+        for r in served:
+            console.print(f"[green]{r['name']}[/green] is served at {r['status'].get('url')} — try "
+                          f"`tuneline chat {r['name']}` or `tuneline predict {r['name']} \"...\"`; "
+                          f"`tuneline stop` stops it")
+
+
+def _print_statuses(state) -> None:
+    table = Table("kind", "name", "phase", "progress", "conditions", "message", title="status")
+    for kind, name, status in state.runs():
+        conditions = ", ".join(f"{c['type']}={c['status']}" for c in status.get("conditions", []))
+        percent = (status.get("progress") or {}).get("percent")
+        message = status.get("message") or status.get("url") or ""
+        table.add_row(kind, name, status.get("phase", "-"), "" if percent is None else f"{percent}%",
+                      conditions, message)
+    Console().print(table)
+
+
+@app.command()
+def status(
+    name: Annotated[Optional[str], typer.Argument(help="a FineTuneJob or ModelDeployment name; all when left out")] = None,
+    state_dir: StateOption = DEFAULT_STATE,
+    output: OutputOption = OutputFormat.text,
+) -> None:
+    """Show the status of local runs: phase, progress, conditions, metrics, artifacts."""
+    from tuneline.local.state import LocalState
+
+    state = LocalState(state_dir.resolve())
+    runs = [r for r in state.runs() if name is None or r[1] == name]
+    if name is not None and not runs:
+        console.print(f"error: no local run named {name!r} in {state_dir}", markup=False, style="red")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if output is OutputFormat.json:
+        print(json.dumps([{"kind": k, "name": n, "status": s} for k, n, s in runs], indent=2))
+    else:
+        _print_statuses(state)
+
+
+@app.command()
+def logs(
+    name: Annotated[str, typer.Argument(help="a FineTuneJob or ModelDeployment name")],
+    component: Annotated[Optional[str], typer.Option("--component", "-c",
+                                                     help="which log: train, triton, gateway, audit, …")] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing as the log grows")] = False,
+    state_dir: StateOption = DEFAULT_STATE,
+) -> None:
+    """Print the logs a local run wrote (training, export, Triton, gateway, audit)."""
+    from tuneline.local.state import LocalState
+
+    state = LocalState(state_dir.resolve())
+    dirs = [d for d in (state.root / "runs").glob(f"*-{name}")] if (state.root / "runs").exists() else []
+    files = sorted(f for d in dirs for f in d.glob("*.log") if component is None or f.stem == component)
+    if not files:
+        console.print(f"error: no logs for {name!r}" + (f" (component {component})" if component else ""),
+                      markup=False, style="red")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    for f in files:
+        if len(files) > 1:
+            print(f"==> {f} <==")
+        print(f.read_text(errors="replace"), end="")
+    if follow:
+        import time
+
+        sizes = {f: f.stat().st_size for f in files}
+        try:
+            while True:
+                for f in files:
+                    size = f.stat().st_size
+                    if size > sizes[f]:
+                        with f.open("rb") as fh:
+                            fh.seek(sizes[f])
+                            sys.stdout.write(fh.read().decode(errors="replace"))
+                            sys.stdout.flush()
+                        sizes[f] = size
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+
+
+@app.command()
+def stop(
+    name: Annotated[Optional[str], typer.Argument(help="a ModelDeployment name; all local servers when left out")] = None,
+    state_dir: StateOption = DEFAULT_STATE,
+) -> None:
+    """Stop the servers `tuneline run` started (only those), and mark their deployments stopped."""
+    from tuneline.local.state import LocalState
+
+    state = LocalState(state_dir.resolve())
+    stopped = state.stop_processes(owner=f"ModelDeployment/{name}" if name else None)
+    for owner in sorted({p["owner"] for p in stopped}):
+        kind, _, dep = owner.partition("/")
+        current = state.status(kind, dep)
+        if current:
+            from tuneline import status as st
+
+            current["phase"] = "Stopped"
+            current["readyReplicas"] = 0
+            st.set_condition(current, st.AVAILABLE, "False", "Stopped", "stopped by `tuneline stop`", 1)
+            state.save_status(kind, dep, current)
+    console.print(f"stopped {len(stopped)} process(es)" + (f" of {name}" if name else ""))
+
+
+def _deployment_endpoint(name: str, state_dir: Path) -> tuple[str, dict[str, str], dict]:
+    from tuneline.local.state import LocalState, read_json
+
+    state = LocalState(state_dir.resolve())
+    current = state.status("ModelDeployment", name)
+    url = current.get("url")
+    alive = [p for p in state.processes() if p["owner"] == f"ModelDeployment/{name}" and p["role"] == "gateway"]
+    if not url or not alive:
+        console.print(f"error: ModelDeployment {name!r} is not running here; start it with `tuneline run -f ...`",
+                      markup=False, style="red")
+        raise typer.Exit(EXIT_FAILED)
+    spec = (read_json(state.run_dir("ModelDeployment", name) / "spec.json", {}) or {}).get("spec", {})
+    headers = {}
+    ref = (spec.get("api") or {}).get("apiKeySecretRef")
+    if ref:
+        key = state.first_api_key(ref["name"], ref.get("key", "api-keys"))
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+    return url, headers, spec
+
+
+@app.command()
+def chat(
+    name: Annotated[str, typer.Argument(help="a running ModelDeployment (task chat)")],
+    message: Annotated[Optional[str], typer.Option("--message", "-m", help="one-shot: ask this and exit")] = None,
+    max_tokens: Annotated[int, typer.Option(help="longest answer, in tokens")] = 128,
+    temperature: Annotated[float, typer.Option(help="0 = greedy")] = 0.0,
+    system: Annotated[Optional[str], typer.Option(help="system prompt")] = None,
+    state_dir: StateOption = DEFAULT_STATE,
+    output: OutputOption = OutputFormat.text,
+) -> None:
+    """Chat with a served model through its OpenAI-compatible API, streaming the answer token by token.
+
+    Interactive without --message (empty line or Ctrl-D ends).
+    """
+    import httpx
+
+    url, headers, _ = _deployment_endpoint(name, state_dir)
+    history: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
+
+    def ask(text: str) -> str:
+        history.append({"role": "user", "content": text})
+        body = {"model": name, "messages": history, "max_tokens": max_tokens, "temperature": temperature,
+                "stream": True}
+        answer = []
+        with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, headers=headers, timeout=300) as r:
+            if r.status_code != 200:
+                r.read()
+                console.print(f"error: {r.status_code} {r.text}", markup=False, style="red")
+                raise typer.Exit(EXIT_FAILED)
+            for line in r.iter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                delta = json.loads(line[6:])["choices"][0].get("delta", {}).get("content") or ""
+                answer.append(delta)
+                if output is OutputFormat.text:
+                    sys.stdout.write(delta)
+                    sys.stdout.flush()
+        if output is OutputFormat.text:
+            sys.stdout.write("\n")
+        history.append({"role": "assistant", "content": "".join(answer)})
+        return "".join(answer)
+
+    if message is not None:
+        answer = ask(message)
+        if output is OutputFormat.json:
+            print(json.dumps({"question": message, "answer": answer}))
+        return
+    while True:
+        try:
+            text = input("you> ").strip()
+        except (EOFError, KeyboardInterrupt):
+            break
+        if not text:
+            break
+        sys.stdout.write("model> ")
+        ask(text)
+
+
+@app.command()
+def predict(
+    name: Annotated[str, typer.Argument(help="a running ModelDeployment (task sequence-classification)")],
+    texts: Annotated[list[str], typer.Argument(help="one or more texts to classify")],
+    state_dir: StateOption = DEFAULT_STATE,
+    output: OutputOption = OutputFormat.text,
+) -> None:
+    """Classify texts with a served classifier (POST /v1/classify)."""
+    import httpx
+
+    url, headers, _ = _deployment_endpoint(name, state_dir)
+    r = httpx.post(f"{url}/v1/classify", json={"model": name, "input": texts}, headers=headers, timeout=60)
+    if r.status_code != 200:
+        console.print(f"error: {r.status_code} {r.text}", markup=False, style="red")
+        raise typer.Exit(EXIT_FAILED)
+    data = r.json()
+    if output is OutputFormat.json:
+        print(json.dumps(data, indent=2))
+        return
+    table = Table("text", "label", "score")
+    for text, item in zip(texts, data["data"]):
+        table.add_row(text, item["label"], f"{item['score']:.3f}")
+    Console().print(table)
 
 
 def main() -> None:  # pragma: no cover - console entry point

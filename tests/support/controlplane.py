@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+REPO = Path(__file__).resolve().parents[2]
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_INSTANCE_TYPE = "gpu-a100x8"
@@ -56,6 +57,34 @@ class KubectlError(RuntimeError):
         self.result = result
         super().__init__(f"kubectl {' '.join(args)} exited {result.returncode}\n"
                          f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}")
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for line in (REPO / "hack" / "versions.env").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            out[key] = value
+    return out
+
+
+def go_module_dir(module: str, version_key: str) -> Path:
+    """Where ``go mod download`` put a module pinned in hack/versions.env."""
+    cache = os.environ.get("GOMODCACHE")
+    if not cache:
+        try:
+            cache = subprocess.run(["go", "env", "GOMODCACHE"], capture_output=True, text=True,
+                                   check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            cache = str(Path(os.environ.get("GOPATH", Path.home() / "go")) / "pkg" / "mod")
+    # the module cache writes upper-case letters as '!' + lower-case (github.com/!azure/...)
+    escaped = "".join(f"!{c.lower()}" if c.isupper() else c for c in module)
+    return Path(cache) / f"{escaped}@{_versions()[version_key]}"
+
+
+def kwok_module_dir() -> Path:
+    return go_module_dir("sigs.k8s.io/kwok", "KWOK_VERSION")
 
 
 def free_port() -> int:
@@ -129,7 +158,7 @@ class ControlPlane:
     def __init__(self, bin_dir: str | os.PathLike, *, workdir: str | os.PathLike | None = None,
                  nodes: Iterable[NodeSpec] | None = None, controller_manager_args: Sequence[str] = (),
                  apiserver_args: Sequence[str] = (), keep_workdir: bool = False,
-                 startup_timeout: float = 90.0):
+                 startup_timeout: float = 90.0, kwok_module: str | os.PathLike | None = None):
         self.bin_dir = Path(bin_dir)
         for b in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kubectl"):
             if not (self.bin_dir / b).is_file():
@@ -142,6 +171,7 @@ class ControlPlane:
         self.apiserver_args = list(apiserver_args)
         self.keep_workdir = keep_workdir or os.environ.get("TUNELINE_KEEP_CONTROLPLANE") == "1"
         self.startup_timeout = startup_timeout
+        self.kwok_module = Path(kwok_module) if kwok_module else kwok_module_dir()
         self.procs: list[_Proc] = []
         self.ports: dict[str, int] = {}
         self.admin_token = os.urandom(16).hex()
@@ -367,10 +397,22 @@ class ControlPlane:
     def _start_kwok(self) -> None:
         port = free_port()
         self.ports["kwok"] = port
+        # standalone kwok has no built-in stages (kwokctl adds them): write the defaults kwokctl uses —
+        # node-initialize + heartbeat-with-lease, pod-ready / pod-complete (Job pods) / pod-delete —
+        # taken from the kwok module itself
+        stage_root = self.kwok_module / "kustomize" / "stage"
+        stages = [stage_root / "node" / "fast" / "node-initialize.yaml",
+                  stage_root / "node" / "heartbeat-with-lease" / "node-heartbeat-with-lease.yaml",
+                  stage_root / "pod" / "fast" / "pod-ready.yaml",
+                  stage_root / "pod" / "fast" / "pod-complete.yaml",
+                  stage_root / "pod" / "fast" / "pod-delete.yaml"]
+        missing = [str(s) for s in stages if not s.is_file()]
+        if missing:
+            raise ControlPlaneError("kwok stage files not found (run hack/build-controlplane.sh): " + ", ".join(missing))
         config = self.workdir / "kwok.yaml"
-        # an explicit (empty) configuration keeps ~/.kwok/kwok.yaml out; with no Stage objects kwok
-        # uses its built-in default node and pod stages (Running/Ready pods, Job pods Succeeded)
-        config.write_text("apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\noptions: {}\n")
+        # (no KwokConfiguration document: kwok then defaults its options itself; an explicit --config
+        # also keeps ~/.kwok/kwok.yaml out)
+        config.write_text("\n---\n".join(s.read_text() for s in stages))
         self._spawn("kwok", [
             str(self.bin_dir / "kwok"),
             f"--config={config}",
@@ -379,6 +421,7 @@ class ControlPlane:
             f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
             f"--cidr={POD_CIDR}",
             "--node-ip=10.240.0.1",
+            "--node-lease-duration-seconds=40",
             f"--server-address=127.0.0.1:{port}",
         ])
 

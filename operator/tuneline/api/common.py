@@ -27,7 +27,7 @@ _URI_HELP = ("pvc://<claim>/<path>, s3://<bucket>/<key> or file:///<absolute pat
 def _check_uri(value: str) -> str:
     if len(value) > 1024:
         raise ValueError("a URI may be at most 1024 characters")
-    if not re.match(URI_PATTERN, value):
+    if not _full_match(URI_PATTERN, value):
         raise ValueError(f"{value!r} is not a valid URI: use {_URI_HELP}")
     return value
 
@@ -42,8 +42,14 @@ Uri = Annotated[
 QUANTITY_PATTERN = r"^([+]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
 
 
+def _full_match(pattern: str, value: str) -> bool:
+    """Go's RE2 (the API server) anchors ``$`` at the very end; Python's ``$`` also matches before a
+    trailing newline, so match the whole string instead."""
+    return re.fullmatch(pattern.removeprefix("^").removesuffix("$"), value) is not None
+
+
 def _check_quantity(value: int | str) -> int | str:
-    if isinstance(value, str) and not re.match(QUANTITY_PATTERN, value):
+    if isinstance(value, str) and not _full_match(QUANTITY_PATTERN, value):
         raise ValueError(f"{value!r} is not a Kubernetes quantity (for example 500m, 8, 32Gi)")
     if isinstance(value, int) and value < 0:
         raise ValueError("a quantity may not be negative")

@@ -1,0 +1,302 @@
+"""Running FineTuneJobs and ModelDeployments on this machine, as the operator would on a cluster.
+
+The steps are the operator's — train (Ray Train, local CPU workers or local GPUs), evaluation
+gate, export with parity check, Triton repository, then Triton + the gateway — and so is the
+status they leave behind (phase, conditions, progress, metrics, artifacts), written to the local
+state directory instead of the API server.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from tuneline import status as st
+from tuneline.api import FailureReason, FineTuneJob, ModelDeployment, Phase
+from tuneline.gate import evaluate_gate
+from tuneline.local.state import LocalState
+
+ProgressCallback = Callable[[str, dict[str, Any]], None]
+
+
+class StepFailed(Exception):
+    """A step failed; the status already says why. ``exit_code`` follows the CLI's conventions."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass
+class RunContext:
+    state: LocalState
+    volumes: dict[str, Path]
+    on_progress: ProgressCallback = lambda step, info: None
+    force: bool = False
+    # finished FineTuneJobs of this run, by name, for ModelDeployments that reference them
+    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _camel_metrics(report: dict[str, Any]) -> dict[str, Any]:
+    """The training report's metrics in status.metrics form (camelCase keys)."""
+    from pydantic.alias_generators import to_camel
+
+    metrics = report.get("metrics", report)
+    out = {}
+    for key, value in metrics.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[to_camel(key) if "_" in key else key] = value
+    return out
+
+
+def ensure_base_model(job: FineTuneJob, volumes: dict[str, Path]) -> Path:
+    """Resolve spec.baseModel; a packaged model named by the last path segment is prepared on first use."""
+    from tuneline_workloads.models import PACKAGED_MODELS, prepare_packaged_model
+    from tuneline_workloads.storage import resolve_uri
+
+    path = resolve_uri(job.spec.base_model.uri, volumes)
+    if not path.exists() and path.name in PACKAGED_MODELS:
+        prepare_packaged_model(path.name, path)
+    return path
+
+
+def run_finetunejob(job: FineTuneJob, ctx: RunContext) -> dict[str, Any]:
+    from tuneline_workloads.storage import resolve_uri
+
+    kind, name = job.kind, job.metadata.name
+    spec_wire = job.wire()["spec"]
+    generation = 1
+    status = ctx.state.status(kind, name)
+    if (not ctx.force and status.get("phase") == Phase.SUCCEEDED.value
+            and ctx.state.saved_spec_digest(kind, name) == ctx.state.spec_digest(spec_wire)):
+        ctx.on_progress("skip", {"message": f"{name}: already succeeded with this spec (use --force to rerun)"})
+        ctx.jobs[name] = status
+        return status
+    ctx.state.save_spec(kind, name, spec_wire)
+    status = {"phase": Phase.PENDING.value, "startTime": st.now(), "attempts": status.get("attempts", 0) + 1}
+    st.initial_conditions(status, st.FINETUNEJOB_CONDITIONS, generation)
+    save = lambda: ctx.state.save_status(kind, name, status)  # noqa: E731
+    save()
+
+    output_dir = resolve_uri(job.spec.output.uri, ctx.volumes)
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+    def fail(reason: FailureReason, message: str, exit_code: int = 1) -> StepFailed:
+        st.mark_failed(status, reason, message, generation)
+        save()
+        return StepFailed(message, exit_code)
+
+    # --- train -------------------------------------------------------------------------
+    status["phase"] = Phase.TRAINING.value
+    st.set_condition(status, st.PROGRESSING, "True", "Training", "training on local Ray workers", generation)
+    save()
+    ctx.on_progress("prepare", {"message": "preparing the base model"})
+    try:
+        ensure_base_model(job, ctx.volumes)
+    except Exception as exc:  # noqa: BLE001 - any failure here is a bad spec or a missing model
+        raise fail(FailureReason.INVALID_SPEC, f"spec.baseModel: {exc}", 2) from exc
+
+    from tuneline_workloads.data import DatasetError
+    from tuneline_workloads.train import run_training
+
+    def training_progress(info: dict[str, Any]) -> None:
+        status["progress"] = {k: info[k] for k in ("epoch", "step", "totalSteps", "percent", "etaSeconds")
+                              if info.get(k) is not None}
+        if info.get("metrics"):
+            status["metrics"] = {**status.get("metrics", {}), **info["metrics"]}
+        save()
+        ctx.on_progress("train", info)
+
+    try:
+        report = run_training(job.spec, output_dir, ctx.volumes, on_progress=training_progress)
+    except DatasetError as exc:
+        raise fail(FailureReason.INVALID_DATASET, str(exc), 2) from exc
+    except KeyboardInterrupt:
+        message = (f"interrupted; checkpoints kept in {output_dir / 'checkpoints'} — rerun "
+                   f"`tuneline run -f <manifest>` to resume from the latest one")
+        st.mark_failed(status, FailureReason.TRAINING_FAILED, message, generation)
+        status["reason"] = "Interrupted"
+        save()
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise fail(FailureReason.TRAINING_FAILED,
+                   f"training failed: {exc}; checkpoints kept in {output_dir / 'checkpoints'}, rerun to resume") from exc
+    status["metrics"] = {**status.get("metrics", {}), **_camel_metrics(report)}
+    status["artifacts"] = {"checkpoint": str(output_dir / "checkpoints"), "report": str(output_dir / "report.json")}
+    for key, sub in (("adapter", "adapter"), ("merged", "merged")):
+        if (output_dir / sub).exists():
+            status["artifacts"][key] = str(output_dir / sub)
+    st.set_condition(status, st.TRAINED, "True", "TrainingSucceeded",
+                     f"trained {status.get('progress', {}).get('step', '?')} steps", generation)
+
+    # --- evaluation gate -----------------------------------------------------------------
+    status["phase"] = Phase.EVALUATING.value
+    save()
+    gate = evaluate_gate(job.spec.evaluation.gate, status["metrics"])
+    ctx.on_progress("gate", {"passed": gate.passed, "message": gate.message})
+    if not gate.passed:
+        st.set_condition(status, st.EVALUATED, "False", FailureReason.EVALUATION_GATE_FAILED.value, gate.message,
+                         generation)
+        raise fail(FailureReason.EVALUATION_GATE_FAILED,
+                   f"evaluation gate failed: {gate.message}; the trained model is kept in {output_dir}")
+    st.set_condition(status, st.EVALUATED, "True", "GatePassed", gate.message, generation)
+
+    # --- export + Triton repository -------------------------------------------------------
+    status["phase"] = Phase.EXPORTING.value
+    save()
+    try:
+        exported = export_and_package(job, output_dir, ctx)
+    except StepFailed:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        reason = (FailureReason.PARITY_CHECK_FAILED if type(exc).__name__ == "ParityError"
+                  else FailureReason.EXPORT_FAILED)
+        st.set_condition(status, st.EXPORTED, "False", reason.value, str(exc), generation)
+        raise fail(reason, f"export failed: {exc}; artifacts kept in {output_dir}") from exc
+    status["artifacts"].update(exported)
+    st.set_condition(status, st.EXPORTED, "True", "Exported",
+                     f"model version {exported.get('modelVersion')} in {exported.get('tritonRepository')}", generation)
+    st.mark_succeeded(status, f"model version {exported.get('modelVersion')} ready to serve", generation)
+    status["progress"] = {**status.get("progress", {}), "percent": 100, "etaSeconds": 0}
+    save()
+    ctx.jobs[name] = status
+    return status
+
+
+def export_and_package(job: FineTuneJob, output_dir: Path, ctx: RunContext) -> dict[str, Any]:
+    """Export the trained model (parity-gated) and add it as a new version to the Triton repository."""
+    from tuneline_workloads import contract
+    from tuneline_workloads.export import run_export
+    from tuneline_workloads.storage import resolve_uri
+    from tuneline_workloads.triton.repository import add_model_version
+
+    model_dir = output_dir / contract.MERGED_DIR
+    if not model_dir.exists():
+        raise StepFailed(f"{model_dir} is missing: export needs a merged model (spec.method.mergeAdapter: true)")
+    labels_file = output_dir / contract.LABELS_FILE
+    labels = json.loads(labels_file.read_text()) if labels_file.exists() else None
+    held_out = (resolve_uri(job.spec.dataset.held_out.uri, ctx.volumes)
+                if job.spec.dataset.held_out is not None else None)
+    export_dir = output_dir / contract.EXPORT_DIR
+    report = run_export(job.spec.task, model_dir, export_dir, job.spec.export, held_out=held_out, labels=labels,
+                        on_progress=lambda info: ctx.on_progress("export", info))
+    repository = output_dir / contract.TRITON_REPOSITORY_DIR
+    version = add_model_version(repository, job.metadata.name, job.spec.task, export_dir, report,
+                                keep_versions=job.spec.export.keep_versions)
+    return {"onnx": str(export_dir), "tritonRepository": str(repository), "modelVersion": version,
+            "exportReport": str(export_dir / contract.EXPORT_REPORT_FILE)}
+
+
+# --- serving -----------------------------------------------------------------------------
+
+def _serve_python() -> Path:
+    from tuneline_workloads.triton.server import DEFAULT_SERVE_ENV
+
+    return DEFAULT_SERVE_ENV / "bin" / "python"
+
+
+def _wait_http(url: str, timeout: float, process: subprocess.Popen | None = None) -> bool:
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.25)
+    return False
+
+
+def run_modeldeployment(md: ModelDeployment, ctx: RunContext, port: int | None = None) -> dict[str, Any]:
+    """Start Triton and the gateway for ``md`` (detached: they keep serving after the CLI exits)."""
+    from tuneline_workloads.storage import resolve_uri
+    from tuneline_workloads.triton.server import TritonServer, free_port
+
+    kind, name = md.kind, md.metadata.name
+    generation = 1
+    ctx.state.save_spec(kind, name, md.wire()["spec"])
+    status: dict[str, Any] = {"phase": "Progressing"}
+    st.initial_conditions(status, st.MODELDEPLOYMENT_CONDITIONS, generation)
+    save = lambda: ctx.state.save_status(kind, name, status)  # noqa: E731
+
+    def fail(reason: str, message: str, exit_code: int = 1) -> StepFailed:
+        status["phase"] = "Failed"
+        st.set_condition(status, st.AVAILABLE, "False", reason, message, generation)
+        st.set_condition(status, st.PROGRESSING, "False", reason, message, generation)
+        st.set_condition(status, st.DEGRADED, "True", reason, message, generation)
+        save()
+        return StepFailed(message, exit_code)
+
+    # where the model repository is
+    spec = md.spec
+    if spec.model.from_fine_tune_job:
+        job_status = ctx.jobs.get(spec.model.from_fine_tune_job) or ctx.state.status("FineTuneJob",
+                                                                                    spec.model.from_fine_tune_job)
+        repository = (job_status.get("artifacts") or {}).get("tritonRepository")
+        if job_status.get("phase") != Phase.SUCCEEDED.value or not repository:
+            raise fail("ModelNotReady", f"spec.model.fromFineTuneJob: FineTuneJob {spec.model.from_fine_tune_job!r} "
+                                        "has not succeeded here yet; run it first (same -f file)", 2)
+        model_name = spec.model.from_fine_tune_job
+        version = spec.model.version or job_status["artifacts"].get("modelVersion")
+    else:
+        repository = str(resolve_uri(spec.model.uri, ctx.volumes))
+        model_name = name
+        version = spec.model.version
+    repository = Path(repository)
+    save()
+
+    ctx.state.stop_processes(owner=f"{kind}/{name}")  # a rerun replaces what it started before
+    ctx.on_progress("serve", {"message": f"starting Triton on {repository}"})
+    triton_log = ctx.state.log_path(kind, name, "triton")
+    server = TritonServer(repository, models=[model_name], log_file=triton_log)
+    try:
+        server.start(timeout=300)
+    except Exception as exc:  # noqa: BLE001
+        raise fail("TritonFailed", f"Triton did not become ready: {exc} (log: {triton_log})") from exc
+    ctx.state.record_process(f"{kind}/{name}", "triton", server.process.pid, http=server.http_port,
+                             grpc=server.grpc_port, metrics=server.metrics_port)
+
+    gateway_port = port or free_port()
+    gateway_config = ctx.state.run_dir(kind, name) / "gateway.json"
+    gateway_config.write_text(json.dumps({**spec.api.model_dump(by_alias=True, mode="json"),
+                                          "model": model_name, "modelVersion": version, "task": spec.task}))
+    command = [str(_serve_python()), "-m", "tuneline_workloads.gateway",
+               "--triton-grpc", server.grpc_url, "--triton-http", server.http_url,
+               "--model", model_name, "--task", spec.task, "--port", str(gateway_port),
+               "--config", str(gateway_config),
+               "--audit-log", str(ctx.state.log_path(kind, name, "audit"))]
+    if spec.api.api_key_secret_ref is not None:
+        ref = spec.api.api_key_secret_ref
+        keys, created = ctx.state.ensure_api_key(ref.name, ref.key)
+        if created:
+            ctx.on_progress("serve", {"message": f"generated a local API key for Secret {ref.name} in {keys}"})
+        command += ["--api-keys-file", str(keys)]
+    gateway_log = ctx.state.log_path(kind, name, "gateway")
+    with open(gateway_log, "ab") as log:
+        gateway = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    ctx.state.record_process(f"{kind}/{name}", "gateway", gateway.pid, port=gateway_port)
+    url = f"http://127.0.0.1:{gateway_port}"
+    if not _wait_http(f"{url}/readyz", 120, gateway):
+        ctx.state.stop_processes(owner=f"{kind}/{name}")
+        raise fail("GatewayFailed", f"the gateway did not become ready (log: {gateway_log})")
+    status.update({"phase": "Available", "url": url, "replicas": 1, "readyReplicas": 1, "revision": 1,
+                   "modelVersion": version,
+                   "history": [{"revision": 1, "modelVersion": version, "uri": str(repository),
+                                "deployedAt": st.now(), "outcome": "Active"}]})
+    st.set_condition(status, st.AVAILABLE, "True", "ModelReady",
+                     f"{model_name} version {version} served at {url}", generation)
+    st.set_condition(status, st.PROGRESSING, "False", "RolloutComplete", "revision 1 is serving", generation)
+    st.set_condition(status, st.DEGRADED, "False", "ModelReady", "", generation)
+    save()
+    return status
+

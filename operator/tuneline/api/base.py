@@ -46,6 +46,8 @@ class ApiModel(BaseModel):
         populate_by_name=True,
         extra="forbid",
         validate_default=True,
+        # like the API server: no "4" for an integer, no true for a number
+        strict=True,
     )
 
     # cross-field rules of this object; see :func:`rule`

@@ -375,7 +375,7 @@ class Artifacts(ApiModel):
 
 
 class FineTuneJobStatus(ApiModel):
-    phase: Phase | None = None
+    phase: Phase | None = Field(None, strict=False)
     reason: str | None = None
     message: str | None = None
     observed_generation: int | None = None

@@ -190,7 +190,7 @@ class RevisionRecord(ApiModel):
 
 
 class ModelDeploymentStatus(ApiModel):
-    phase: DeploymentPhase | None = None
+    phase: DeploymentPhase | None = Field(None, strict=False)
     observed_generation: int | None = None
     conditions: list[Condition] = Field(default_factory=list, max_length=32)
     replicas: int | None = None

@@ -25,6 +25,20 @@ class Settings:
     requeue_seconds: float = 10.0
     conflict_backoff_seconds: float = 1.0
     metrics_port: int = 8080
+    # --- FineTuneJob controller -------------------------------------------------------------
+    # Ray version of the trainer image (RayJob spec.rayClusterSpec.rayVersion)
+    ray_version: str = "2.60.0"
+    # the Ray head runs the driver only (no training): a small CPU pod
+    ray_head_cpu: str = "2"
+    ray_head_memory: str = "8Gi"
+    # RayJob ttlSecondsAfterFinished: how long the RayCluster outlives its finished job (for logs)
+    ray_cluster_ttl_seconds: int = 60
+    # uid/gid the workload pods run as (PodSecurity "restricted": runAsNonRoot)
+    workload_run_as_user: int = 1000
+    # how long a completed export Job may take to have its artifacts (modelVersion) reported
+    export_report_grace_seconds: float = 120.0
+    # attempts at a status write that keeps meeting 409 Conflict before the handler backs off
+    conflict_retries: int = 5
     # CLI: where local runs keep artifacts, logs, reports and running servers
     state_dir: Path = field(default_factory=lambda: Path(".tuneline"))
 

@@ -10,7 +10,8 @@ Fixtures:
   ``.api_client()`` and ``.create_namespace(name)``.
 * ``namespace`` (function): a fresh namespace (its default ServiceAccount exists), deleted after.
 
-Set ``TUNELINE_CONTROLPLANE_BIN`` to use binaries from elsewhere, ``TUNELINE_KEEP_CONTROLPLANE=1``
+Set ``TUNELINE_CONTROLPLANE_BIN`` to use binaries from elsewhere, ``TUNELINE_CRD_DIR`` to install
+tuneline's CRDs from another directory than ``crds/``, ``TUNELINE_KEEP_CONTROLPLANE=1``
 to keep the work directory (logs, kubeconfig) after the run.
 """
 
@@ -29,17 +30,15 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 from tests.support.controlplane import ControlPlane, ControlPlaneError, go_module_dir  # noqa: E402
 
-# third-party CRDs, relative to each module's root in the Go module cache (versions: hack/versions.env)
+# third-party CRDs (paths or globs), relative to each module's root in the Go module cache
+# (versions: hack/versions.env)
 THIRD_PARTY_CRDS = {
     ("github.com/ray-project/kuberay/ray-operator", "KUBERAY_VERSION"): [
         "config/crd/bases/ray.io_rayjobs.yaml",
         "config/crd/bases/ray.io_rayclusters.yaml",
     ],
     ("sigs.k8s.io/kueue", "KUEUE_VERSION"): [
-        "config/components/crd/bases/kueue.x-k8s.io_localqueues.yaml",
-        "config/components/crd/bases/kueue.x-k8s.io_clusterqueues.yaml",
-        "config/components/crd/bases/kueue.x-k8s.io_resourceflavors.yaml",
-        "config/components/crd/bases/kueue.x-k8s.io_workloads.yaml",
+        "config/components/crd/bases/*.yaml",  # LocalQueue, ClusterQueue, ResourceFlavor, Workload, ...
     ],
     ("github.com/prometheus-operator/prometheus-operator", "PROMETHEUS_OPERATOR_VERSION"): [
         "example/prometheus-operator-crd/monitoring.coreos.com_podmonitors.yaml",
@@ -69,7 +68,10 @@ def third_party_crd_files() -> list[Path]:
     for (module, version_key), rels in THIRD_PARTY_CRDS.items():
         root = go_module_dir(module, version_key)
         for rel in rels:
-            (files if (root / rel).is_file() else missing).append(root / rel)
+            found = sorted(root.glob(rel)) if "*" in rel else [root / rel] if (root / rel).is_file() else []
+            files.extend(found)
+            if not found:
+                missing.append(root / rel)
     if missing:
         raise FileNotFoundError("third-party CRDs missing from the Go module cache (run hack/build-controlplane.sh):\n  "
                                 + "\n  ".join(map(str, missing)))
@@ -77,7 +79,8 @@ def third_party_crd_files() -> list[Path]:
 
 
 def tuneline_crd_files(tmp_dir: Path) -> list[Path]:
-    files = sorted((REPO / "crds").glob("*.yaml"))
+    # TUNELINE_CRD_DIR: install CRDs from elsewhere (for example the Helm chart's copy)
+    files = sorted(Path(os.environ.get("TUNELINE_CRD_DIR", REPO / "crds")).glob("*.yaml"))
     if files:
         return files
     # crds/ not generated yet: render them from the API models (the same generator CI checks)
@@ -114,8 +117,8 @@ def control_plane(tmp_path_factory):
         started = time.monotonic() - t0
         crd_dir = tmp_path_factory.mktemp("crds")
         # server-side apply: some third-party CRDs are larger than the last-applied annotation allows
-        for f in [*tuneline_crd_files(crd_dir), *third_party_crd_files()]:
-            cp.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(f))
+        files = [*tuneline_crd_files(crd_dir), *third_party_crd_files()]
+        cp.kubectl("apply", "--server-side", "--force-conflicts", *(a for f in files for a in ("-f", str(f))))
         cp.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
         cp.crd_seconds = time.monotonic() - t0 - started
         sys.stderr.write(f"\ncontrol plane up in {started:.1f} s, CRDs Established {cp.crd_seconds:.1f} s later "
@@ -133,3 +136,12 @@ def namespace(control_plane, request):
     control_plane.create_namespace(name)
     yield name
     control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    cp = item.funcargs.get("control_plane") if hasattr(item, "funcargs") else None
+    if report.failed and isinstance(cp, ControlPlane) and not cp._stopped:
+        report.sections.append(("control plane logs (tails)", cp.log_tails(15)))

@@ -39,6 +39,7 @@ from typing import Any, Iterable, Sequence
 
 REPO = Path(__file__).resolve().parents[2]
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
+WORKDIR_PREFIX = "tuneline-cp-"
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_INSTANCE_TYPE = "gpu-a100x8"
 SERVICE_CIDR = "10.96.0.0/16"
@@ -55,7 +56,8 @@ class ControlPlaneError(RuntimeError):
 class KubectlError(RuntimeError):
     def __init__(self, args: Sequence[str], result: subprocess.CompletedProcess):
         self.result = result
-        super().__init__(f"kubectl {' '.join(args)} exited {result.returncode}\n"
+        shown = " ".join(args) if len(args) <= 8 else " ".join([*args[:8], f"... ({len(args) - 8} more)"])
+        super().__init__(f"kubectl {shown} exited {result.returncode}\n"
                          f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}")
 
 
@@ -85,6 +87,22 @@ def go_module_dir(module: str, version_key: str) -> Path:
 
 def kwok_module_dir() -> Path:
     return go_module_dir("sigs.k8s.io/kwok", "KWOK_VERSION")
+
+
+def reap_stale_workdirs() -> None:
+    """Remove work directories left by a test process that was killed outright (its control-plane
+    processes died with it through PR_SET_PDEATHSIG; only the directory stays behind)."""
+    for d in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*"):
+        try:
+            owner = int((d / "owner.pid").read_text())
+        except (OSError, ValueError):
+            continue  # not ours, or still being set up
+        try:
+            os.kill(owner, 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except PermissionError:
+            pass
 
 
 def free_port() -> int:
@@ -164,8 +182,11 @@ class ControlPlane:
             if not (self.bin_dir / b).is_file():
                 raise ControlPlaneError(f"{self.bin_dir / b} is missing: run hack/build-controlplane.sh")
         self._own_workdir = workdir is None
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="tuneline-cp-"))
+        if self._own_workdir:
+            reap_stale_workdirs()
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
         self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "owner.pid").write_text(str(os.getpid()))
         self.nodes = list(default_nodes() if nodes is None else nodes)
         self.controller_manager_args = list(controller_manager_args)
         self.apiserver_args = list(apiserver_args)
@@ -220,26 +241,30 @@ class ControlPlane:
         return self
 
     def stop(self) -> None:
-        """Kill every process group (TERM, then KILL after 5 s) and remove the work directory."""
+        """Kill every process group and remove the work directory. Clients and kube-apiserver get
+        SIGTERM first (kube-apiserver shuts down in about a second while etcd is still there, but
+        hangs retrying once etcd is gone), then etcd; whatever outlives its grace period is killed."""
         if self._stopped:
             return
         self._stopped = True
-        for p in self.procs:
-            if p.alive():
-                _killpg(p.popen.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        for p in self.procs:
-            try:
-                p.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-        for p in self.procs:
-            # the group may hold children even after the leader exited
-            _killpg(p.popen.pid, signal.SIGKILL)
-            try:
-                p.popen.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
+        first = [p for p in self.procs if p.name != "etcd"]
+        last = [p for p in self.procs if p.name == "etcd"]
+        for group, grace in ((first, 5.0), (last, 3.0)):
+            for p in group:
+                if p.alive():
+                    _killpg(p.popen.pid, signal.SIGTERM)
+            deadline = time.monotonic() + grace
+            for p in group:
+                try:
+                    p.popen.wait(timeout=max(0.05, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    pass
+            for p in group:
+                _killpg(p.popen.pid, signal.SIGKILL)  # also reaps anything left in the group
+                try:
+                    p.popen.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    pass
         with _live_lock:
             _live.discard(self)
         if self._own_workdir and not self.keep_workdir:

@@ -24,7 +24,7 @@ def test_crd_defaults_equal_model_defaults():
     job = FineTuneJob.model_validate(MINIMAL_JOB)
     spec_schema = build_crd(FineTuneJob)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     hp = spec_schema["properties"]["hyperparameters"]
-    assert hp["default"] == {}
+    assert hp["default"] == job.spec.hyperparameters.wire()
     for name, prop in hp["properties"].items():
         if "default" in prop:
             assert prop["default"] == job.spec.hyperparameters.wire()[name], name

@@ -45,3 +45,29 @@ GEN_OUTPUT_COMPLETION_TOKENS = "completion_tokens"  # INT32 [1]
 CLS_INPUT_TEXT = "text"                  # BYTES [-1, 1]
 CLS_OUTPUT_PROBABILITIES = "probabilities"  # FP32 [-1, num_labels]
 CLS_LABELS_PARAMETER = "labels_json"     # config.pbtxt parameter: JSON list of label names
+
+# --- reporting to the FineTuneJob in a cluster (the operator reads these; issue 6) -------------
+# A workload pod cannot reach the operator; it reports by merge-patching the /status subresource
+# of its own FineTuneJob with its ServiceAccount token. The operator creates, per job, a
+# ServiceAccount (or binds spec.resources.serviceAccountName) whose Role allows exactly
+# `get finetunejobs/<name>` and `get, patch finetunejobs/<name>/status`, and sets these variables
+# in every workload container:
+ENV_JOB_NAME = "TUNELINE_FINETUNEJOB_NAME"            # metadata.name of the FineTuneJob
+ENV_JOB_NAMESPACE = "TUNELINE_FINETUNEJOB_NAMESPACE"  # its namespace
+ENV_ATTEMPT = "TUNELINE_ATTEMPT"                      # training attempt (1, 2, ...); a retry resumes
+#                                                       from the latest checkpoints/step-<n>/
+# PATCH /apis/tuneline.io/v1alpha1/namespaces/<ns>/finetunejobs/<name>/status
+# Content-Type: application/merge-patch+json
+STATUS_PATCH_CONTENT_TYPE = "application/merge-patch+json"
+# Trainer: {"status": {"progress": {...}, "metrics": {...}}} — the same keys as progress.json's
+# top level (epoch, step, totalSteps, percent, etaSeconds) and its "metrics" (trainLoss, evalLoss,
+# evalPerplexity, evalAccuracy, evalF1, heldOutAccuracy, tokensPerSecond, trainableParameters,
+# trainableFraction). Final evaluation metrics MUST be patched before the entrypoint exits: the
+# operator runs spec.evaluation.gate on status.metrics as soon as the RayJob has SUCCEEDED.
+TRAINER_STATUS_FIELDS = ("progress", "metrics")
+# Exporter: {"status": {"artifacts": {"modelVersion": 3, ...}}} — modelVersion is required (the
+# version directory it added to the Triton repository); onnx, tensorrt, tritonRepository, report
+# are optional (the operator fills in the URIs it can derive from spec.output.uri). Patch before
+# the export container exits 0.
+EXPORTER_STATUS_FIELDS = ("artifacts",)
+# Only these fields may be written by workloads; everything else in status is the operator's.

@@ -38,8 +38,12 @@ Uri = Annotated[
     WithJsonSchema({"type": "string", "pattern": URI_PATTERN, "maxLength": 1024, "description": _URI_HELP}),
 ]
 
-# Kubernetes resource quantity (same regular expression as apimachinery's)
-QUANTITY_PATTERN = r"^([+]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
+# Kubernetes resource quantity, non-negative (the pattern controller-gen writes for resource.Quantity)
+QUANTITY_PATTERN = (r"^(\+)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]"
+                    r"|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$")
+
+
+QUANTITY_NEGATIVE = "a quantity may not be negative"
 
 
 def _full_match(pattern: str, value: str) -> bool:
@@ -52,15 +56,19 @@ def _check_quantity(value: int | str) -> int | str:
     if isinstance(value, str) and not _full_match(QUANTITY_PATTERN, value):
         raise ValueError(f"{value!r} is not a Kubernetes quantity (for example 500m, 8, 32Gi)")
     if isinstance(value, int) and value < 0:
-        raise ValueError("a quantity may not be negative")
+        raise ValueError(QUANTITY_NEGATIVE)
     return value
 
 
 Quantity = Annotated[
     int | str,
     AfterValidator(_check_quantity),
-    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": QUANTITY_PATTERN}],
-                    "x-kubernetes-int-or-string": True}),
+    # int-or-string must be exactly these two empty-typed branches to be structural
+    WithJsonSchema({"anyOf": [{"type": "integer"}, {"type": "string"}], "pattern": QUANTITY_PATTERN,
+                    "x-kubernetes-int-or-string": True,
+                    # the pattern only sees strings; the API server prefixes the field's path
+                    "x-kubernetes-validations": [{"rule": "type(self) != int || self >= 0",
+                                                  "message": QUANTITY_NEGATIVE}]}),
 ]
 
 DnsName = Annotated[

@@ -46,14 +46,14 @@ def _inline(node: Any, defs: dict[str, Any]) -> Any:
 def _structural(node: dict[str, Any]) -> dict[str, Any]:
     """Rewrite one JSON Schema node (already inlined) into the structural OpenAPI v3 subset."""
     node = dict(node)
-    wants_empty_default = node.pop("_default_factory", False)
+    model_default = node.pop("_default_factory", None)
     any_of = node.pop("anyOf", None)
     if any_of is not None:
         branches = [b for b in any_of if b.get("type") != "null"]
         if node.get("x-kubernetes-int-or-string"):
             node["anyOf"] = any_of  # int-or-string keeps its two branches and no type, as Kubernetes requires
         elif len(branches) == 1:
-            merged = {**branches[0], **node, "_default_factory": wants_empty_default}
+            merged = {**branches[0], **node, "_default_factory": model_default}
             return _structural(merged)
         else:
             raise ValueError(f"cannot express a union in a structural schema: {any_of}")
@@ -76,8 +76,9 @@ def _structural(node: dict[str, Any]) -> dict[str, Any]:
     if "properties" in node:
         node["type"] = "object"
         node["properties"] = {k: _structural(v) for k, v in node["properties"].items()}
-        if wants_empty_default:
-            node["default"] = {}  # so the API server fills in the nested defaults
+        if model_default is not None:
+            # the whole filled-in default: the API server checks CEL rules against defaults as written
+            node["default"] = model_default
     if isinstance(node.get("additionalProperties"), dict):
         node["additionalProperties"] = _structural(node["additionalProperties"])
     if isinstance(node.get("items"), dict):
@@ -94,7 +95,7 @@ def _mark_default_factories(model: type[BaseModel], schema: dict[str, Any], defs
             continue
         sub = field.annotation
         if field.default_factory is not None and isinstance(sub, type) and issubclass(sub, BaseModel):
-            prop["_default_factory"] = True
+            prop["_default_factory"] = field.default_factory().wire()
         if field.default_factory is not None and not (isinstance(sub, type) and issubclass(sub, BaseModel)):
             default = field.default_factory()
             if default:  # non-empty default lists (e.g. rollout steps) are written out
@@ -136,9 +137,8 @@ def openapi_schema(resource: type[CustomResource]) -> dict[str, Any]:
             "status": parts["status"],
         },
     }
-    if resource.root_rules:
-        schema["x-kubernetes-validations"] = [
-            {"rule": r.cel, "message": r.message} for r in resource.root_rules]
+    if resource.rules:
+        schema["x-kubernetes-validations"] = cel_rules_of(resource)
     conditions = schema["properties"]["status"]["properties"]["conditions"]
     conditions["x-kubernetes-list-type"] = "map"
     conditions["x-kubernetes-list-map-keys"] = ["type"]
@@ -234,7 +234,7 @@ def api_reference() -> str:
             _reference_rows(schema["properties"][part], part, rows)
             out += [f"### {part}", "", "| field | type | required | default | description |",
                     "| --- | --- | --- | --- | --- |", *rows, ""]
-        for r in resource.root_rules:
+        for r in resource.rules:
             out.append(f"- {r.message}")
         out.append("")
     return "\n".join(out).rstrip() + "\n"

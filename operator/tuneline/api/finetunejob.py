@@ -123,13 +123,22 @@ class Preprocessing(ApiModel):
 class Dataset(ApiModel):
     train: DataSource
     validation: DataSource | None = None
-    validation_split: float = Field(0.1, ge=0, lt=1)
+    validation_split: float | None = Field(
+        None, ge=0, lt=1, description="fraction of train held out for validation when no validation file is given "
+                                      "(default 0.1)")
     held_out: DataSource | None = Field(
         None, description="questions with the key fact each answer must contain, for the quality gate")
     mix: MixSource | None = Field(None, description="a general dataset mixed into the domain data")
     on_invalid: Literal["fail", "skip"] = Field(
         "fail", description="fail: the first malformed row fails the job; skip: drop and count it")
     preprocessing: Preprocessing = Field(default_factory=Preprocessing)
+
+    @property
+    def effective_validation_split(self) -> float:
+        """The split the trainer uses: none with a validation file, else the given one or 0.1."""
+        if self.validation is not None:
+            return 0.0
+        return 0.1 if self.validation_split is None else self.validation_split
 
 
 class Hyperparameters(ApiModel):
@@ -305,9 +314,9 @@ class FineTuneJobSpec(ApiModel):
              "spec.dataset.preprocessing.balance only applies to spec.task sequence-classification",
              lambda s: s.task == "sequence-classification" or s.dataset.preprocessing.balance == "none",
              field_path=".dataset.preprocessing.balance"),
-        rule("!has(self.dataset.validation) || self.dataset.validationSplit == 0.0",
-             "spec.dataset: give either validation or validationSplit, not both (set validationSplit: 0)",
-             lambda s: s.dataset.validation is None or s.dataset.validation_split == 0,
+        rule("!(has(self.dataset.validation) && has(self.dataset.validationSplit))",
+             "spec.dataset: give either validation or validationSplit, not both",
+             lambda s: s.dataset.validation is None or s.dataset.validation_split is None,
              field_path=".dataset.validationSplit"),
         rule("!has(self.search) || self.search.concurrentTrials <= self.resources.workers * 64",
              "spec.search.concurrentTrials is larger than the cluster share spec.resources allows",

@@ -38,7 +38,8 @@ class Triton(ApiModel):
         None, description="overrides the operator's default Triton image")
 
     rules = (
-        rule("!self.dynamicBatching.preferredBatchSizes.exists(b, b > self.maxBatchSize)",
+        rule("!has(self.dynamicBatching.preferredBatchSizes) "
+             "|| !self.dynamicBatching.preferredBatchSizes.exists(b, b > self.maxBatchSize)",
              "spec.triton.dynamicBatching.preferredBatchSizes may not exceed spec.triton.maxBatchSize",
              lambda t: all(b <= t.max_batch_size for b in t.dynamic_batching.preferred_batch_sizes),
              field_path=".dynamicBatching.preferredBatchSizes"),
@@ -156,6 +157,9 @@ class ModelDeploymentSpec(ApiModel):
     rollout: Rollout = Field(default_factory=Rollout)
 
     rules = (
+        rule("self.model.format != 'tensorrt' || self.resources.gpus > 0",
+             "spec.model.format tensorrt needs a GPU: set spec.resources.gpus to 1 or more",
+             lambda s: s.model.format != "tensorrt" or s.resources.gpus > 0, field_path=".resources.gpus"),
         rule("!(has(self.replicas) && has(self.autoscaling))",
              "spec.replicas and spec.autoscaling are mutually exclusive",
              lambda s: not (s.replicas is not None and s.autoscaling is not None), field_path=".replicas"),

@@ -6,7 +6,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from tuneline.api.base import ApiModel, Rule, rule
+from tuneline.api.base import ApiModel, rule
 from tuneline.api.common import API_VERSION
 from tuneline.api.finetunejob import FineTuneJobSpec, FineTuneJobStatus
 from tuneline.api.modeldeployment import ModelDeploymentSpec, ModelDeploymentStatus
@@ -16,10 +16,18 @@ class ObjectMeta(ApiModel):
     """The part of metav1.ObjectMeta tuneline reads; the API server owns the rest."""
 
     model_config = ApiModel.model_config | {"extra": "allow"}
-    name: str = Field(..., pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+    name: str = Field(..., pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=52)
     namespace: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
+
+
+_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# names become parts of child object names (Deployments, Services, RayJobs): a DNS label, unlike
+# the dotted subdomains the API server would otherwise allow for custom resources
+_NAME_RULE = rule(f"self.metadata.name.matches('{_NAME_PATTERN}') && size(self.metadata.name) <= 52",
+                  "metadata.name must be a DNS label (lowercase letters, digits and '-') of at most 52 characters",
+                  lambda obj: True)  # locally ObjectMeta.name carries the same pattern
 
 
 class CustomResource(ApiModel):
@@ -30,8 +38,9 @@ class CustomResource(ApiModel):
     plural: ClassVar[str]
     short_names: ClassVar[tuple[str, ...]]
     printer_columns: ClassVar[tuple[dict[str, Any], ...]]
-    # rules over the whole object (spec and status together), e.g. immutability once running
-    root_rules: ClassVar[tuple[Rule, ...]] = ()
+
+    # rules over the whole object (metadata, spec and status together)
+    rules = (_NAME_RULE,)
 
 
 class FineTuneJob(CustomResource):
@@ -51,7 +60,8 @@ class FineTuneJob(CustomResource):
         {"name": "Base Model", "type": "string", "jsonPath": ".spec.baseModel.uri", "priority": 1},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     )
-    root_rules = (
+    rules = (
+        _NAME_RULE,
         rule("!has(oldSelf.status) || !has(oldSelf.status.phase) || oldSelf.status.phase in ['Pending', 'Queued', "
              "'Suspended'] || self.spec.baseModel == oldSelf.spec.baseModel",
              "spec.baseModel is immutable once training has started; create a new FineTuneJob instead"),

@@ -1,0 +1,74 @@
+"""The chart's RBAC, rendered: no wildcard verbs, resources or groups; no verbs that escalate
+(bind, escalate, impersonate); no RBAC objects or tokens; Secrets only by name; the workload
+ServiceAccount may only read FineTuneJobs and patch their status."""
+
+from __future__ import annotations
+
+import pytest
+
+from chart_helpers import MODES, helm_bin, of_kind, rbac_violations, render
+
+pytestmark = pytest.mark.skipif(helm_bin() is None, reason="helm not built yet: run hack/build-controlplane.sh")
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_no_wildcards_no_escalation(mode):
+    docs = render(MODES[mode])
+    roles = of_kind(docs, "ClusterRole") + of_kind(docs, "Role")
+    assert roles
+    for r in roles:
+        assert rbac_violations(r["rules"]) == [], r["metadata"]["name"]
+        assert "aggregationRule" not in r
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_no_secret_access_by_default(mode):
+    for r in of_kind(render(MODES[mode]), "ClusterRole") + of_kind(render(MODES[mode]), "Role"):
+        for rule in r["rules"]:
+            assert "secrets" not in rule["resources"], r["metadata"]["name"]
+
+
+def test_secrets_opt_in_by_name_only():
+    docs = render({"rbac": {"secretNames": ["bank-keys", "intent-keys"]}})
+    (cr,) = of_kind(docs, "ClusterRole")
+    (rule,) = [r for r in cr["rules"] if "secrets" in r["resources"]]
+    assert rule == {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["bank-keys", "intent-keys"],
+                    "verbs": ["get"]}
+
+
+def test_operator_rules_cover_what_the_controllers_create():
+    (cr,) = of_kind(render(), "ClusterRole")
+    allowed = {(g, res, v) for r in cr["rules"] for g in r["apiGroups"] for res in r["resources"] for v in r["verbs"]}
+    children = {("ray.io", "rayjobs"), ("", "configmaps"), ("batch", "jobs"), ("apps", "deployments"), ("", "services"),
+                ("autoscaling", "horizontalpodautoscalers"), ("policy", "poddisruptionbudgets"),
+                ("monitoring.coreos.com", "podmonitors"), ("monitoring.coreos.com", "servicemonitors"),
+                ("keda.sh", "scaledobjects"), ("gateway.networking.k8s.io", "httproutes")}
+    for group, res in children:
+        for verb in ("get", "list", "watch", "create", "patch", "delete"):
+            assert (group, res, verb) in allowed, (group, res, verb)
+    for res in ("finetunejobs", "modeldeployments"):
+        for verb in ("get", "list", "watch", "patch"):
+            assert ("tuneline.io", res, verb) in allowed
+        assert ("tuneline.io", res, "create") not in allowed and ("tuneline.io", res, "delete") not in allowed
+        assert ("tuneline.io", f"{res}/status", "patch") in allowed
+        assert ("tuneline.io", f"{res}/finalizers", "update") in allowed
+    assert ("", "events", "create") in allowed
+    assert {v for g, res, v in allowed if res == "workloads"} == {"get", "list", "watch"}
+
+
+def test_workload_role_is_status_only():
+    docs = render({"workloads": {"namespaces": ["team-a"]}})
+    (role,) = [r for r in of_kind(docs, "Role") if r["metadata"]["name"].endswith("-workload")]
+    assert role["metadata"]["namespace"] == "team-a"
+    assert role["rules"] == [
+        {"apiGroups": ["tuneline.io"], "resources": ["finetunejobs"], "verbs": ["get"]},
+        {"apiGroups": ["tuneline.io"], "resources": ["finetunejobs/status"], "verbs": ["get", "patch"]},
+    ]
+    (rb,) = [b for b in of_kind(docs, "RoleBinding") if b["metadata"]["name"].endswith("-workload")]
+    assert rb["subjects"] == [{"kind": "ServiceAccount", "name": "tuneline-workload", "namespace": "team-a"}]
+
+
+def test_workload_status_writer_can_be_turned_off():
+    docs = render({"workloads": {"namespaces": ["team-a"], "statusWriter": False}})
+    assert not [r for r in of_kind(docs, "Role") if r["metadata"]["name"].endswith("-workload")]
+    assert [s["metadata"]["name"] for s in of_kind(docs, "ServiceAccount")].count("tuneline-workload") == 1

@@ -1,0 +1,317 @@
+"""The Triton model repository: config generation (pure) and versioned packaging.
+
+Layout (``<output>/triton``, ``contract.TRITON_REPOSITORY_DIR``)::
+
+    <model>/config.pbtxt            one config for all versions (written from the newest export)
+    <model>/warmup/                 warm-up request data referenced by config.pbtxt
+    <model>/<version>/model.py      Python-backend models (CPU path): the model source
+    <model>/<version>/...           the exported files; version.json (provenance, parity numbers)
+
+Model kinds (``build_model_config``):
+
+- ``python-classifier``      Python backend, ONNX Runtime inside, tokenisation inside; dynamic
+                             batching, instance groups, warm-up. Loadable by the CPU Triton here.
+- ``python-generator``       Python backend, ONNX Runtime GenAI inside, decoupled (streaming),
+                             chat template, sampling and stop strings inside; warms up in initialize.
+- ``onnxruntime-classifier`` ``platform: onnxruntime_onnx`` for GPU production images (TensorRT
+                             execution accelerator optional); clients send token ids.
+- ``tensorrt-classifier``    ``platform: tensorrt_plan`` (engine from the export's TensorRT step).
+
+The two GPU kinds cannot load on this machine (its Triton has only the Python backend); their
+configs are validated by parsing with Triton's own protobuf schema.
+Inputs/outputs of the Python models follow ``tuneline_workloads.contract``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import tempfile
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from tuneline_workloads import contract
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+KINDS = ("python-classifier", "python-generator", "onnxruntime-classifier", "tensorrt-classifier")
+WARMUP_DIR = "warmup"
+WARMUP_TEXT_FILE = "warmup_text"
+WARMUP_TEXT = "warm up the classifier"
+VERSION_FILE = "version.json"
+
+
+@dataclass(frozen=True)
+class TritonSettings:
+    """``ModelDeploymentSpec.triton`` (same defaults), plus where the instances run."""
+
+    max_batch_size: int = 16
+    dynamic_batching: bool = True
+    max_queue_delay_microseconds: int = 500
+    preferred_batch_sizes: tuple[int, ...] = ()
+    instances: int = 1
+    gpu: bool = False
+    generator_concurrency: int = 2           # generations run at once per generator instance
+    intra_op_threads: int = 0                # ONNX Runtime threads per classifier instance (0: default)
+
+
+def triton_settings(spec: Any = None, **overrides: Any) -> TritonSettings:
+    """From ``ModelDeploymentSpec.triton`` (pydantic model or wire/snake dict) or None."""
+    if isinstance(spec, TritonSettings):
+        data: dict[str, Any] = {f.name: getattr(spec, f.name) for f in fields(spec)}
+    else:
+        raw = spec.model_dump() if hasattr(spec, "model_dump") else dict(spec or {})
+        norm = {"".join("_" + c.lower() if c.isupper() else c for c in k): v for k, v in raw.items()}
+        data = {}
+        if "max_batch_size" in norm:
+            data["max_batch_size"] = int(norm["max_batch_size"])
+        if "instances" in norm:
+            data["instances"] = int(norm["instances"])
+        db = norm.get("dynamic_batching")
+        if db is not None:
+            db = db.model_dump() if hasattr(db, "model_dump") else dict(db)
+            db = {"".join("_" + c.lower() if c.isupper() else c for c in k): v for k, v in db.items()}
+            if "enabled" in db:
+                data["dynamic_batching"] = bool(db["enabled"])
+            if "max_queue_delay_microseconds" in db:
+                data["max_queue_delay_microseconds"] = int(db["max_queue_delay_microseconds"])
+            if db.get("preferred_batch_sizes"):
+                data["preferred_batch_sizes"] = tuple(int(b) for b in db["preferred_batch_sizes"])
+    data.update(overrides)
+    if "preferred_batch_sizes" in data:
+        data["preferred_batch_sizes"] = tuple(data["preferred_batch_sizes"])
+    return TritonSettings(**data)
+
+
+# --- config generation (pure) ---------------------------------------------------------------------
+
+def _pb():
+    from tritonclient.grpc import model_config_pb2
+
+    return model_config_pb2
+
+
+def model_config(name: str, kind: str, settings: TritonSettings | None = None, *,
+                 labels: list[str] | None = None, inputs: tuple[str, ...] | list[str] = (
+                     "input_ids", "attention_mask", "token_type_ids"),
+                 max_sequence_length: int = 512, context_length: int | None = None,
+                 version_policy: int | str | None = None, warmup: bool = True,
+                 tensorrt_accelerator: str | None = None, max_batch_size: int | None = None):
+    """The ``ModelConfig`` protobuf message for a model of ``kind`` (no I/O).
+
+    ``version_policy``: None -> Triton's default (the newest version), an int -> only that
+    version, ``"all"`` -> every version on disk.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; known: {', '.join(KINDS)}")
+    pb = _pb()
+    s = settings or TritonSettings()
+    cfg = pb.ModelConfig(name=name)
+    gpu = s.gpu or kind in ("onnxruntime-classifier", "tensorrt-classifier")
+    labels = list(labels or [])
+
+    def param(key: str, value: Any) -> None:
+        cfg.parameters[key].string_value = value if isinstance(value, str) else json.dumps(value)
+
+    def batching(batch: int) -> None:
+        cfg.max_batch_size = batch
+        if s.dynamic_batching and batch > 0:
+            cfg.dynamic_batching.max_queue_delay_microseconds = s.max_queue_delay_microseconds
+            cfg.dynamic_batching.preferred_batch_size.extend([b for b in s.preferred_batch_sizes if b <= batch])
+
+    if kind == "python-classifier":
+        cfg.backend = "python"
+        batching(s.max_batch_size if max_batch_size is None else max_batch_size)
+        cfg.input.add(name=contract.CLS_INPUT_TEXT, data_type=pb.TYPE_STRING, dims=[1])
+        cfg.output.add(name=contract.CLS_OUTPUT_PROBABILITIES, data_type=pb.TYPE_FP32, dims=[len(labels) or -1])
+        param(contract.CLS_LABELS_PARAMETER, labels)
+        param("onnx_file", "model.onnx")
+        param("max_sequence_length", str(max_sequence_length))
+        param("intra_op_threads", str(s.intra_op_threads))
+        if warmup:
+            w = cfg.model_warmup.add(name="text", batch_size=1)
+            w.inputs[contract.CLS_INPUT_TEXT].data_type = pb.TYPE_STRING
+            w.inputs[contract.CLS_INPUT_TEXT].dims.append(1)
+            w.inputs[contract.CLS_INPUT_TEXT].input_data_file = WARMUP_TEXT_FILE
+    elif kind == "python-generator":
+        cfg.backend = "python"
+        cfg.max_batch_size = 0                       # one conversation per request, shape [1]
+        cfg.model_transaction_policy.decoupled = True
+        for n, t in ((contract.GEN_INPUT_MESSAGES, pb.TYPE_STRING), (contract.GEN_INPUT_MAX_TOKENS, pb.TYPE_INT32),
+                     (contract.GEN_INPUT_TEMPERATURE, pb.TYPE_FP32), (contract.GEN_INPUT_TOP_P, pb.TYPE_FP32),
+                     (contract.GEN_INPUT_SEED, pb.TYPE_INT64), (contract.GEN_INPUT_STOP, pb.TYPE_STRING)):
+            cfg.input.add(name=n, data_type=t, dims=[1], optional=n != contract.GEN_INPUT_MESSAGES)
+        for n, t in ((contract.GEN_OUTPUT_TEXT, pb.TYPE_STRING), (contract.GEN_OUTPUT_FINISH_REASON, pb.TYPE_STRING),
+                     (contract.GEN_OUTPUT_PROMPT_TOKENS, pb.TYPE_INT32),
+                     (contract.GEN_OUTPUT_COMPLETION_TOKENS, pb.TYPE_INT32)):
+            cfg.output.add(name=n, data_type=t, dims=[1])
+        param("max_concurrency", str(s.generator_concurrency))
+        param("default_max_tokens", "256")
+        param("warmup", "true" if warmup else "false")
+        if context_length:
+            param("context_length", str(context_length))
+    else:
+        cfg.platform = "onnxruntime_onnx" if kind == "onnxruntime-classifier" else "tensorrt_plan"
+        cfg.default_model_filename = "model.onnx" if kind == "onnxruntime-classifier" else "model.plan"
+        batching(s.max_batch_size if max_batch_size is None else max_batch_size)
+        for n in inputs:
+            cfg.input.add(name=n, data_type=pb.TYPE_INT64, dims=[-1])
+        for n in ("logits", contract.CLS_OUTPUT_PROBABILITIES):
+            cfg.output.add(name=n, data_type=pb.TYPE_FP32, dims=[len(labels) or -1])
+        param(contract.CLS_LABELS_PARAMETER, labels)
+        param("max_sequence_length", str(max_sequence_length))
+        if kind == "onnxruntime-classifier" and tensorrt_accelerator:
+            acc = cfg.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
+            acc.parameters["precision_mode"] = tensorrt_accelerator.upper()
+            acc.parameters["max_workspace_size_bytes"] = str(4 << 30)
+        if warmup:
+            w = cfg.model_warmup.add(name="zeros", batch_size=1)
+            for n in inputs:
+                w.inputs[n].data_type = pb.TYPE_INT64
+                w.inputs[n].dims.append(16)
+                w.inputs[n].zero_data = True
+    cfg.instance_group.add(kind=pb.ModelInstanceGroup.KIND_GPU if gpu else pb.ModelInstanceGroup.KIND_CPU,
+                           count=s.instances)
+    if version_policy == "all":
+        cfg.version_policy.all.SetInParent()
+    elif isinstance(version_policy, int):
+        cfg.version_policy.specific.versions.append(version_policy)
+    elif version_policy is not None:
+        raise ValueError(f"version_policy must be None, 'all' or a version number, not {version_policy!r}")
+    return cfg
+
+
+def build_model_config(name: str, kind: str, settings: TritonSettings | None = None, **kwargs: Any) -> str:
+    """``config.pbtxt`` text for a model (see :func:`model_config`); deterministic, no I/O."""
+    from google.protobuf import text_format
+
+    return text_format.MessageToString(model_config(name, kind, settings, **kwargs))
+
+
+def parse_model_config(text: str):
+    """Parse config.pbtxt with Triton's schema (raises ``text_format.ParseError`` when invalid)."""
+    from google.protobuf import text_format
+
+    return text_format.Parse(text, _pb().ModelConfig())
+
+
+def serialized_strings(*values: str) -> bytes:
+    """Triton's serialised BYTES tensor (4-byte little-endian length before each element)."""
+    return b"".join(struct.pack("<I", len(v.encode())) + v.encode() for v in values)
+
+
+# --- versions ------------------------------------------------------------------------------------
+
+def versions(repository: Path, model_name: str) -> list[int]:
+    model_dir = Path(repository) / model_name
+    if not model_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def prune_versions(repository: Path, model_name: str, keep: int) -> list[int]:
+    """Delete all but the ``keep`` newest versions; returns the versions removed."""
+    if keep < 1:
+        raise ValueError("keep must be at least 1")
+    existing = versions(repository, model_name)
+    removed = existing[:-keep] if len(existing) > keep else []
+    for v in removed:
+        shutil.rmtree(Path(repository) / model_name / str(v))
+    return removed
+
+
+def _place(src: Path, dst: Path) -> None:
+    """Hard link when possible (exports are large), else copy."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _place_tree(src: Path, dst: Path) -> None:
+    for path in sorted(src.rglob("*")):
+        if path.is_file():
+            _place(path, dst / path.relative_to(src))
+
+
+def _task_kind(task: str, backend: str) -> str:
+    if task == "sequence-classification":
+        return {"python": "python-classifier", "onnxruntime": "onnxruntime-classifier",
+                "tensorrt": "tensorrt-classifier"}[backend]
+    if task in ("chat", "text-generation"):
+        if backend != "python":
+            raise ValueError(f"generation models are served by the Python backend (ORT GenAI), not {backend!r}")
+        return "python-generator"
+    raise ValueError(f"unknown task {task!r}")
+
+
+def add_model_version(repository: Path, model_name: str, task: str, export_dir: Path, report: dict[str, Any],
+                      *, keep_versions: int = 3, triton: Any = None, backend: str = "python",
+                      version_policy: int | str | None = None) -> int:
+    """Add the export in ``export_dir`` (with its ``report`` from run_export) as the next version.
+
+    The new version directory is assembled beside the others and renamed into place, so a
+    running Triton never sees half a version. ``config.pbtxt`` is rewritten from this export;
+    versions beyond the ``keep_versions`` newest are deleted. Returns the new version number.
+    """
+    if report.get("status") not in (None, "Succeeded"):
+        raise ValueError(f"the export did not succeed ({report.get('status')}): nothing to package")
+    repository, export_dir = Path(repository), Path(export_dir)
+    kind = _task_kind(task, backend)
+    settings = triton_settings(triton)
+    model_dir = repository / model_name
+    model_dir.mkdir(parents=True, exist_ok=True)
+    version = (versions(repository, model_name) or [0])[-1] + 1
+    primary = report["variants"][report["primary"]]
+    staging = Path(tempfile.mkdtemp(dir=model_dir, prefix=f".v{version}."))
+    try:
+        if kind == "python-generator":
+            _place_tree(export_dir / primary["path"], staging)
+            shutil.copy2(MODELS_DIR / "generator_model.py", staging / "model.py")
+            config = build_model_config(model_name, kind, settings, context_length=report.get("contextLength"),
+                                        version_policy=version_policy)
+        else:
+            onnx_dir = export_dir / "onnx"
+            labels = report.get("labels") or json.loads((onnx_dir / "labels.json").read_text())
+            if kind == "python-classifier":
+                _place(export_dir / primary["path"], staging / "model.onnx")
+                for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "labels.json"):
+                    if (onnx_dir / name).exists():
+                        _place(onnx_dir / name, staging / name)
+                shutil.copy2(MODELS_DIR / "classifier_model.py", staging / "model.py")
+            elif kind == "onnxruntime-classifier":
+                _place(onnx_dir / "model.onnx", staging / "model.onnx")
+            else:
+                engine = export_dir / "tensorrt" / "model.plan"
+                if not engine.exists():
+                    raise FileNotFoundError(f"{engine} is missing: the TensorRT step did not build an engine "
+                                            f"({(report.get('tensorrt') or {}).get('reason', 'not run')})")
+                _place(engine, staging / "model.plan")
+            trt = (report.get("tensorrt") or {}).get("plan", {}).get("settings", {})
+            config = build_model_config(
+                model_name, kind, settings, labels=labels, inputs=tuple(report.get("inputs") or
+                                                                         ("input_ids", "attention_mask")),
+                max_sequence_length=int(report.get("maxSequenceLength", 512)), version_policy=version_policy,
+                max_batch_size=(min(settings.max_batch_size, trt["max_batch_size"])
+                                if kind == "tensorrt-classifier" and trt else None))
+            if kind == "python-classifier":
+                (model_dir / WARMUP_DIR).mkdir(exist_ok=True)
+                (model_dir / WARMUP_DIR / WARMUP_TEXT_FILE).write_bytes(serialized_strings(WARMUP_TEXT))
+        (staging / VERSION_FILE).write_text(json.dumps({
+            "version": version, "task": task, "kind": kind, "precision": primary.get("precision"),
+            "source": str(export_dir), "createdAt": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "parity": primary.get("parity"), "keyFacts": primary.get("keyFacts")}, indent=2))
+        parse_model_config(config)                       # never write a config Triton would reject
+        os.replace(staging, model_dir / str(version))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    tmp = model_dir / ".config.pbtxt.tmp"
+    tmp.write_text(config)
+    os.replace(tmp, model_dir / "config.pbtxt")
+    prune_versions(repository, model_name, keep_versions)
+    return version

@@ -32,12 +32,14 @@ setup:
 controlplane:
 	@bash hack/build-controlplane.sh >/dev/null
 
-## crds: regenerate crds/ and docs/api-reference.md from the API models
+## crds: regenerate crds/, docs/api-reference.md and the chart's copy from the API models
 crds: setup
 	$(PY) -m tuneline.api.crdgen
+	bash charts/sync-crds.sh
 
 check-crds: setup
 	$(PY) -m tuneline.api.crdgen --check
+	bash charts/sync-crds.sh --check
 
 ## bench: the benchmark suite (writes benchmarks/results/report.md + report.json + plots)
 bench: setup controlplane

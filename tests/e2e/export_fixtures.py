@@ -123,7 +123,7 @@ def tiny_lora_lm() -> Path:
     torch.manual_seed(0)
     base = base_model("smollm2-135m-instruct")
     tok = AutoTokenizer.from_pretrained(base)
-    model = AutoModelForCausalLM.from_pretrained(base, torch_dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0,
                                              target_modules=["q_proj", "v_proj", "o_proj", "down_proj"],
                                              task_type="CAUSAL_LM"))
@@ -160,3 +160,44 @@ def tiny_lora_lm() -> Path:
 def bank_held_out(path: Path) -> Path:
     path.write_text("".join(json.dumps({"question": q, "key_fact": f}) + "\n" for q, _, f in BANK_FACTS))
     return path
+
+
+# --- exports shared by the e2e test modules (once per test session, whichever module asks first) ----
+
+_EXPORTS: dict[str, tuple[Path, dict]] = {}
+
+
+def _session_dir() -> Path:
+    if "dir" not in _EXPORTS:
+        _EXPORTS["dir"] = (Path(tempfile.mkdtemp(prefix="tuneline-export-e2e-")), {})
+    return _EXPORTS["dir"][0]
+
+
+def classifier_export() -> tuple[Path, Path, dict]:
+    """(model dir, export dir, report): fp32 + dynamic INT8, TensorRT enabled (skipped without a GPU)."""
+    if "classifier" not in _EXPORTS:
+        from tuneline_workloads.export import run_export
+
+        root = _session_dir() / "classifier"
+        root.mkdir(parents=True, exist_ok=True)
+        report = run_export("sequence-classification", tiny_classifier(), root / "export",
+                            {"onnx": {"quantize": "int8"}, "tensorrt": {"enabled": True, "maxSequenceLength": 128}},
+                            held_out=intent_held_out(root / "held_out.jsonl"),
+                            labels=json.loads((tiny_classifier() / "labels.json").read_text()))
+        _EXPORTS["classifier"] = (root / "export", report)
+    export, report = _EXPORTS["classifier"]
+    return tiny_classifier(), export, report
+
+
+def lm_export() -> tuple[Path, Path, dict]:
+    """(model dir, export dir, report): the LoRA-merged SmolLM2 through the ORT GenAI builder, fp32."""
+    if "lm" not in _EXPORTS:
+        from tuneline_workloads.export import run_export
+
+        root = _session_dir() / "lm"
+        root.mkdir(parents=True, exist_ok=True)
+        report = run_export("chat", tiny_lora_lm(), root / "export", {"parity": {"prompts": 6}},
+                            held_out=bank_held_out(root / "held_out.jsonl"))
+        _EXPORTS["lm"] = (root / "export", report)
+    export, report = _EXPORTS["lm"]
+    return tiny_lora_lm(), export, report

@@ -116,10 +116,10 @@ def chart_cluster_mode(control_plane):
     team = restricted_namespace(cp, "team-c")
     other = restricted_namespace(cp, "other-c")
     release = f"tlc-{uuid.uuid4().hex[:4]}"
-    values = {"operator": {"replicas": 2}, "workloads": {"namespaces": [team]},
+    values = {"operator": {"replicas": 2}, "workloads": {"namespaces": [team], "statusWriter": True},
               "metrics": {"serviceMonitor": {"enabled": True}}}
     helm_install(cp, release, ns, values)
-    yield Installed(release, ns, values, "tuneline-operator", [team], other)
+    yield Installed(release, ns, values, f"{release}-tuneline-operator", [team], other)
     helm_uninstall(cp, release, ns)
     for n in (ns, team, other):
         cp.kubectl("delete", "namespace", n, "--wait=false", check=False)
@@ -135,7 +135,7 @@ def chart_namespace_mode(control_plane):
     release = f"tln-{uuid.uuid4().hex[:4]}"
     values = {"rbac": {"scope": "namespace", "watchNamespaces": [team]}}
     helm_install(cp, release, ns, values)
-    yield Installed(release, ns, values, "tuneline-operator", [team], other)
+    yield Installed(release, ns, values, f"{release}-tuneline-operator", [team], other)
     helm_uninstall(cp, release, ns)
     for n in (ns, team, other):
         cp.kubectl("delete", "namespace", n, "--wait=false", check=False)

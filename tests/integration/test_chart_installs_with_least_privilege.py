@@ -22,20 +22,24 @@ NEEDS = [
     ("watch", "tuneline.io", "finetunejobs", ""), ("list", "tuneline.io", "modeldeployments", ""),
     ("patch", "tuneline.io", "finetunejobs", ""), ("patch", "tuneline.io", "modeldeployments", "status"),
     ("patch", "tuneline.io", "finetunejobs", "status"), ("update", "tuneline.io", "finetunejobs", "finalizers"),
-    ("create", "ray.io", "rayjobs", ""), ("delete", "ray.io", "rayjobs", ""), ("watch", "kueue.x-k8s.io", "workloads", ""),
+    ("create", "ray.io", "rayjobs", ""), ("delete", "ray.io", "rayjobs", ""), ("patch", "ray.io", "rayjobs", ""),
     ("create", "", "configmaps", ""), ("create", "batch", "jobs", ""), ("create", "apps", "deployments", ""),
     ("patch", "apps", "deployments", ""), ("create", "", "services", ""),
     ("create", "autoscaling", "horizontalpodautoscalers", ""), ("create", "policy", "poddisruptionbudgets", ""),
     ("create", "monitoring.coreos.com", "podmonitors", ""), ("create", "keda.sh", "scaledobjects", ""),
     ("create", "gateway.networking.k8s.io", "httproutes", ""), ("create", "", "events", ""),
+    ("create", "", "serviceaccounts", ""), ("create", "rbac.authorization.k8s.io", "roles", ""),
+    ("create", "rbac.authorization.k8s.io", "rolebindings", ""), ("deletecollection", "ray.io", "rayjobs", ""),
 ]
 # what it must never do anywhere
 NEVER = [
     ("get", "", "secrets", ""), ("list", "", "secrets", ""), ("watch", "", "secrets", ""),
     ("create", "", "pods", "exec"), ("create", "", "serviceaccounts", "token"),
-    ("create", "rbac.authorization.k8s.io", "rolebindings", ""), ("create", "rbac.authorization.k8s.io", "roles", ""),
+    ("patch", "rbac.authorization.k8s.io", "rolebindings", ""), ("update", "rbac.authorization.k8s.io", "roles", ""),
+    ("bind", "rbac.authorization.k8s.io", "roles", ""), ("escalate", "rbac.authorization.k8s.io", "roles", ""),
     ("delete", "tuneline.io", "finetunejobs", ""), ("create", "tuneline.io", "modeldeployments", ""),
-    ("update", "tuneline.io", "finetunejobs", ""), ("deletecollection", "batch", "jobs", ""),
+    ("update", "tuneline.io", "finetunejobs", ""), ("deletecollection", "apps", "deployments", ""),
+    ("get", "", "pods", ""), ("create", "", "pods", ""),
 ]
 NEVER_CLUSTER = [
     ("create", "rbac.authorization.k8s.io", "clusterrolebindings", ""),
@@ -104,6 +108,53 @@ def test_workload_service_account_writes_only_job_status(chart_cluster_mode, rba
     # fixed when the Role is written), so another job's status in the same namespace is allowed too.
     assert access(rbac_api, user, "patch", "finetunejobs", namespace=team, group="tuneline.io",
                   subresource="status", name="another-job")
+
+
+def test_operator_creates_per_job_identity_reaching_only_its_own_job(control_plane, chart_cluster_mode, rbac_api):
+    """Acting as the operator's ServiceAccount (impersonation), create the per-job ServiceAccount, Role
+    and RoleBinding the FineTuneJob builders write: the API server accepts them without bind/escalate
+    (the operator holds every rule it grants), refuses a Role with more than the operator has, and
+    the job's ServiceAccount reaches only its own job's status."""
+    import yaml
+
+    from tuneline.builders.rbac import (build_workload_role, build_workload_rolebinding,
+                                        build_workload_service_account)
+    from tuneline.manifests import parse_document
+    from tuneline.settings import Settings
+    from tests.unit.chart_helpers import REPO
+
+    cp, inst = control_plane, chart_cluster_mode
+    team = inst.team_namespaces[0]
+    doc = next(d for d in yaml.safe_load_all((REPO / "examples" / "bank-assistant.yaml").read_text())
+               if d and d.get("kind") == "FineTuneJob")
+    doc["metadata"]["namespace"] = team
+    cp.apply(doc)
+    stored = json.loads(cp.kubectl("get", "finetunejob", "-n", team, doc["metadata"]["name"], "-o", "json").stdout)
+    job, errors = parse_document({**doc, "metadata": {**doc["metadata"], "uid": stored["metadata"]["uid"]}})
+    assert not errors
+    objs = [build_workload_service_account(job, Settings()), build_workload_role(job, Settings()),
+            build_workload_rolebinding(job, Settings())]
+    as_operator = ("--as", inst.operator_user, "--as-group", "system:serviceaccounts",
+                   "--as-group", f"system:serviceaccounts:{inst.namespace}")
+    text = "\n---\n".join(json.dumps(o) for o in objs if o)
+    cp.kubectl(*as_operator, "create", "-n", team, "-f", "-", input=text)
+    # escalation prevention: a Role with a rule the operator does not hold is refused
+    greedy = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+              "metadata": {"name": "greedy", "namespace": team},
+              "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]}
+    r = cp.kubectl(*as_operator, "create", "-f", "-", input=json.dumps(greedy), check=False)
+    assert r.returncode != 0 and "forbidden" in r.stderr.lower()
+    sa = objs[0]["metadata"]["name"]
+    user = f"system:serviceaccount:{team}:{sa}"
+    name = job.metadata.name
+    assert access(rbac_api, user, "patch", "finetunejobs", namespace=team, group="tuneline.io",
+                  subresource="status", name=name)
+    assert access(rbac_api, user, "get", "finetunejobs", namespace=team, group="tuneline.io", name=name)
+    assert not access(rbac_api, user, "patch", "finetunejobs", namespace=team, group="tuneline.io",
+                      subresource="status", name="another-job")
+    assert not access(rbac_api, user, "patch", "finetunejobs", namespace=team, group="tuneline.io", name=name)
+    assert not access(rbac_api, user, "list", "finetunejobs", namespace=team, group="tuneline.io")
+    assert not access(rbac_api, user, "get", "secrets", namespace=team)
 
 
 def test_namespace_mode_installs_and_pods_are_admitted(control_plane, chart_namespace_mode):

@@ -136,8 +136,8 @@ def pss_restricted_violations(pod: dict) -> list[str]:
 
 
 # --- RBAC promises
-FORBIDDEN_VERBS = {"*", "bind", "escalate", "impersonate", "deletecollection"}
-FORBIDDEN_RESOURCES = {"roles", "rolebindings", "clusterroles", "clusterrolebindings", "serviceaccounts/token",
+FORBIDDEN_VERBS = {"*", "bind", "escalate", "impersonate"}
+FORBIDDEN_RESOURCES = {"clusterroles", "clusterrolebindings", "serviceaccounts/token",
                        "pods/exec", "pods/attach", "pods/portforward", "nodes/proxy", "certificatesigningrequests",
                        "tokenreviews", "mutatingwebhookconfigurations", "validatingwebhookconfigurations"}
 
@@ -155,6 +155,8 @@ def rbac_violations(rules: list[dict]) -> list[str]:
             bad.append(f"{where}: forbidden verbs {sorted(set(r['verbs']) & FORBIDDEN_VERBS)}")
         if set(r.get("resources") or []) & FORBIDDEN_RESOURCES:
             bad.append(f"{where}: forbidden resources")
+        if set(r.get("resources") or []) & {"roles", "rolebindings"} and set(r.get("verbs") or []) & {"patch", "update"}:
+            bad.append(f"{where}: Roles/RoleBindings may be created and deleted, never changed")
         if "secrets" in (r.get("resources") or []) and (not r.get("resourceNames") or set(r["verbs"]) - {"get"}):
             bad.append(f"{where}: Secrets only by name and only get")
     return bad

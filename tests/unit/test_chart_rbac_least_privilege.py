@@ -39,6 +39,13 @@ def test_secrets_opt_in_by_name_only():
 def test_operator_rules_cover_what_the_controllers_create():
     (cr,) = of_kind(render(), "ClusterRole")
     allowed = {(g, res, v) for r in cr["rules"] for g in r["apiGroups"] for res in r["resources"] for v in r["verbs"]}
+    # FineTuneJob controller (operator/tuneline/controllers/finetunejob.py CHILD_KINDS): cleanup by label
+    for group, res in (("ray.io", "rayjobs"), ("batch", "jobs"), ("", "configmaps"), ("", "serviceaccounts"),
+                       ("rbac.authorization.k8s.io", "roles"), ("rbac.authorization.k8s.io", "rolebindings")):
+        for verb in ("get", "list", "create", "delete", "deletecollection"):
+            assert (group, res, verb) in allowed, (group, res, verb)
+    for res in ("roles", "rolebindings", "serviceaccounts"):
+        assert not {v for g, r, v in allowed if r == res} & {"patch", "update", "bind", "escalate"}
     children = {("ray.io", "rayjobs"), ("", "configmaps"), ("batch", "jobs"), ("apps", "deployments"), ("", "services"),
                 ("autoscaling", "horizontalpodautoscalers"), ("policy", "poddisruptionbudgets"),
                 ("monitoring.coreos.com", "podmonitors"), ("monitoring.coreos.com", "servicemonitors"),
@@ -53,11 +60,36 @@ def test_operator_rules_cover_what_the_controllers_create():
         assert ("tuneline.io", f"{res}/status", "patch") in allowed
         assert ("tuneline.io", f"{res}/finalizers", "update") in allowed
     assert ("", "events", "create") in allowed
-    assert {v for g, res, v in allowed if res == "workloads"} == {"get", "list", "watch"}
+    assert not {res for g, res, v in allowed if res in ("pods", "secrets", "nodes", "namespaces")}
+
+
+def test_operator_can_create_the_per_job_workload_role():
+    """The API server lets the operator create a Role only if it holds every rule in it: the rules the
+    FineTuneJob builders write must be a subset of the operator's own."""
+    from tuneline.builders.rbac import build_workload_role
+    from tuneline.manifests import parse_document
+    from tuneline.settings import Settings
+    import yaml
+    from chart_helpers import REPO
+
+    doc = next(d for d in yaml.safe_load_all((REPO / "examples" / "bank-assistant.yaml").read_text())
+               if d and d.get("kind") == "FineTuneJob")
+    doc["metadata"].update(namespace="team-a", uid="00000000-0000-0000-0000-000000000001")
+    job, errors = parse_document(doc)
+    assert not errors
+    role = build_workload_role(job, Settings())
+    (cr,) = of_kind(render(), "ClusterRole")
+    allowed = {(g, res, v) for r in cr["rules"] if not r.get("resourceNames")
+               for g in r["apiGroups"] for res in r["resources"] for v in r["verbs"]}
+    for rule in role["rules"]:
+        for g in rule["apiGroups"]:
+            for res in rule["resources"]:
+                for v in rule["verbs"]:
+                    assert (g, res, v) in allowed, (g, res, v)
 
 
 def test_workload_role_is_status_only():
-    docs = render({"workloads": {"namespaces": ["team-a"]}})
+    docs = render({"workloads": {"namespaces": ["team-a"], "statusWriter": True}})
     (role,) = [r for r in of_kind(docs, "Role") if r["metadata"]["name"].endswith("-workload")]
     assert role["metadata"]["namespace"] == "team-a"
     assert role["rules"] == [
@@ -68,7 +100,8 @@ def test_workload_role_is_status_only():
     assert rb["subjects"] == [{"kind": "ServiceAccount", "name": "tuneline-workload", "namespace": "team-a"}]
 
 
-def test_workload_status_writer_can_be_turned_off():
-    docs = render({"workloads": {"namespaces": ["team-a"], "statusWriter": False}})
+def test_shared_workload_account_has_no_api_access_by_default():
+    docs = render({"workloads": {"namespaces": ["team-a"]}})
     assert not [r for r in of_kind(docs, "Role") if r["metadata"]["name"].endswith("-workload")]
-    assert [s["metadata"]["name"] for s in of_kind(docs, "ServiceAccount")].count("tuneline-workload") == 1
+    (sa,) = [s for s in of_kind(docs, "ServiceAccount") if s["metadata"]["name"] == "tuneline-workload"]
+    assert sa["automountServiceAccountToken"] is False

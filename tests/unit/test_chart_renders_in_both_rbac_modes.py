@@ -44,6 +44,7 @@ def test_cluster_mode(rendered):
     (dep,) = of_kind(docs, "Deployment")
     c = dep["spec"]["template"]["spec"]["containers"][0]
     assert "--all-namespaces" in c["args"] and "--standalone" in c["args"]
+    assert c["command"] == ["kopf", "run", "--module", "tuneline.operator_app"]
     assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"]["type"] == "Recreate"
     assert not of_kind(docs, "ClusterKopfPeering") and not of_kind(docs, "PodDisruptionBudget")
     env = {e["name"]: e.get("value") for e in c["env"]}
@@ -118,7 +119,11 @@ def test_env_defaults_equal_settings_py():
     (dep,) = of_kind(render(), "Deployment")
     env = {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
     defaults = Settings()
-    for field in ("peering", "trainer_image", "exporter_image", "exporter_tensorrt_image", "triton_image",
+    assert env["TUNELINE_PEERING"] == ""  # one replica: standalone
+    (peered,) = of_kind(render({"operator": {"replicas": 2}}), "Deployment")
+    peered_env = {e["name"]: e.get("value") for e in peered["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert peered_env["TUNELINE_PEERING"] == defaults.peering
+    for field in ("trainer_image", "exporter_image", "exporter_tensorrt_image", "triton_image",
                   "workload_service_account", "requeue_seconds", "conflict_backoff_seconds", "metrics_port"):
         raw = env[f"TUNELINE_{field.upper()}"]
         current = getattr(defaults, field)

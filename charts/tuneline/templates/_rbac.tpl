@@ -17,21 +17,31 @@ Secrets (see rbac.secretNames); no RBAC objects, so the operator cannot grant an
 - apiGroups: [tuneline.io]
   resources: [finetunejobs/finalizers, modeldeployments/finalizers]
   verbs: [update]
-# training: one KubeRay RayJob per attempt (created, read back, suspended/resumed, cleaned up)
+# training (FineTuneJob controller): one KubeRay RayJob per attempt (suspended/resumed by patch),
+# the training ConfigMap and the export Job; deletecollection = cleanup of a job's children by
+# label selector (ttlSecondsAfterFinished, deletion)
 - apiGroups: [ray.io]
   resources: [rayjobs]
-  verbs: [get, list, watch, create, patch, delete]
-# Kueue: read the Workload of a queued RayJob to report Queued / admission
-- apiGroups: [kueue.x-k8s.io]
-  resources: [workloads]
-  verbs: [get, list, watch]
-# training config ConfigMaps; Services of the Triton deployments
-- apiGroups: [""]
-  resources: [configmaps, services]
-  verbs: [get, list, watch, create, patch, delete]
-# export Jobs
+  verbs: [get, list, watch, create, patch, delete, deletecollection]
 - apiGroups: [batch]
   resources: [jobs]
+  verbs: [get, list, watch, create, patch, delete, deletecollection]
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get, list, watch, create, patch, delete, deletecollection]
+# per-job workload identity: a ServiceAccount, and a Role + RoleBinding that let the job's pods
+# get their own FineTuneJob and patch its status (resourceNames = that job). No patch/update, no
+# bind/escalate: the API server only lets the operator create Roles/RoleBindings whose rules it
+# holds itself, so it can never grant more than it has.
+- apiGroups: [""]
+  resources: [serviceaccounts]
+  verbs: [get, list, create, delete, deletecollection]
+- apiGroups: [rbac.authorization.k8s.io]
+  resources: [roles, rolebindings]
+  verbs: [get, list, create, delete, deletecollection]
+# serving (ModelDeployment controller): Services of the Triton deployments
+- apiGroups: [""]
+  resources: [services]
   verbs: [get, list, watch, create, patch, delete]
 # Triton + gateway Deployments (stable and canary revisions)
 - apiGroups: [apps]

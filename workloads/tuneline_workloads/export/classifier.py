@@ -39,7 +39,7 @@ def load_torch_classifier(model_dir: Path):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     torch.set_num_threads(_threads())
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, torch_dtype=torch.float32)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch.float32)
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     return model, tokenizer

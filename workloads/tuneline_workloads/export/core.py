@@ -207,18 +207,30 @@ def _export_causal_lm(model_dir: Path, output_dir: Path, settings: ExportSetting
     report["chatTemplate"] = (out / "chat_template.jinja").exists() or bool(causal_lm.chat_template(out))
 
     progress("parity", "loading PyTorch and ONNX Runtime GenAI models")
-    torch_lm = causal_lm.TorchLM(model_dir)
-    genai_lm = causal_lm.GenaiLM(out)
-
     facts = parity.lm_held_out(held_out) if held_out else []
-    prompts = [m for m, _ in facts][: settings.parity.prompts]
+    checks = lm_parity(causal_lm.TorchLM(model_dir), causal_lm.GenaiLM(out), precision, settings, facts,
+                       variant, progress)
+    for c in checks:
+        c.raise_if_failed()
+
+
+def _lm_prompts(facts: list, n: int) -> list[list[dict[str, str]]]:
+    prompts = [m for m, _ in facts][:n]
     for p in parity.DEFAULT_PROMPTS:
-        if len(prompts) >= settings.parity.prompts:
+        if len(prompts) >= n:
             break
         prompts.append([{"role": "user", "content": p}])
-    while len(prompts) < settings.parity.prompts:
+    while len(prompts) < n:
         prompts.append([{"role": "user", "content": f"Tell me fact number {len(prompts)} about numbers."}])
+    return prompts
 
+
+def lm_parity(torch_lm, genai_lm, name: str, settings: ExportSettings, facts: list, variant: dict,
+              progress=lambda *a, **k: None) -> list[parity.ParityResult]:
+    """Greedy next-token agreement over ``settings.parity.prompts`` prompts (held-out questions
+    first), then the held-out key-fact accuracy of both models when ``facts`` are given.
+    Results are recorded into ``variant``; returns the checks (not raised)."""
+    prompts = _lm_prompts(facts, settings.parity.prompts)
     progress("parity", f"greedy next-token agreement over {len(prompts)} prompts")
     reference, exported, diffs, template_same = [], [], [], 0
     for messages in prompts:
@@ -232,7 +244,7 @@ def _export_causal_lm(model_dir: Path, output_dir: Path, settings: ExportSetting
         exported.append(got)
         if len(ref_tokens):
             diffs.append(float(abs(ref_logits - logits).max()))
-    result = parity.compare_next_tokens(precision, reference, exported, settings.parity, logit_diffs=diffs)
+    result = parity.compare_next_tokens(name, reference, exported, settings.parity, logit_diffs=diffs)
     result.metrics["servedPromptTokensMatch"] = template_same / len(prompts)
     checks = [result]
     variant["parity"] = result.to_dict()
@@ -246,15 +258,26 @@ def _export_causal_lm(model_dir: Path, output_dir: Path, settings: ExportSetting
             text, n, s = genai_lm.greedy_text(ids, KEY_FACT_MAX_NEW_TOKENS)
             exp_answers.append(text)
             tokens, seconds = tokens + n, seconds + s
-        kf = parity.compare_key_facts(precision, [f for _, f in facts], ref_answers, exp_answers, settings.parity)
+        kf = parity.compare_key_facts(name, [f for _, f in facts], ref_answers, exp_answers, settings.parity)
         kf.metrics["genaiTokensPerSecond"] = tokens / seconds if seconds else 0.0
         variant["keyFacts"] = kf.to_dict()
         variant["keyFactAnswers"] = [{"expected": f, "pytorch": a, "exported": b}
                                      for (_, f), a, b in zip(facts, ref_answers, exp_answers)][:20]
         checks.append(kf)
     variant["passed"] = all(c.passed for c in checks)
-    for c in checks:
+    return checks
+
+
+def check_causal_lm_dir(model_dir: Path, genai_dir: Path, settings: Any = None, held_out: Path | None = None,
+                        *, variant: str = "fp32") -> dict:
+    """Parity of one ORT GenAI model folder against the PyTorch model (raises ParityError on failure)."""
+    s = settings_from_spec(settings)
+    facts = parity.lm_held_out(held_out) if held_out else []
+    record: dict[str, Any] = {}
+    for c in lm_parity(causal_lm.TorchLM(Path(model_dir)), causal_lm.GenaiLM(Path(genai_dir)), variant, s, facts,
+                       record):
         c.raise_if_failed()
+    return record
 
 
 # --- TensorRT --------------------------------------------------------------------------------------

@@ -108,7 +108,8 @@ def compare_next_tokens(variant: str, reference: list[list[int]], exported: list
     failures = []
     if agreement < settings.min_next_token_agreement:
         failures.append(f"greedy next-token agreement {agreement:.4f} < {settings.min_next_token_agreement:.4f} "
-                        f"({same} of {total} positions)")
+                        f"({same} of {total} positions"
+                        + (f"; max |logit diff| {metrics['maxAbsLogitDiff']:.3g}" if diffs else "") + ")")
     return ParityResult(variant, "causal-lm", not failures, len(reference), metrics,
                         {"minNextTokenAgreement": settings.min_next_token_agreement}, failures)
 

@@ -53,7 +53,9 @@ class GatewayConfig:
     max_concurrent_requests: int = 256       # beyond this: 503 (overloaded) instead of queueing forever
     max_classify_inputs: int = 256
     max_messages: int = 256
-    output_filter_window: int = 64           # characters held back while streaming, for blocked patterns
+    # characters held back while streaming when blockedPatterns are set: a pattern match up to this
+    # long is never partly sent; longer ones may be (terms are always exact); costs first-token latency
+    output_filter_window: int = 32
 
     def __post_init__(self) -> None:
         if not self.model or not re.fullmatch(r"[A-Za-z0-9_.\-]{1,128}", self.model):

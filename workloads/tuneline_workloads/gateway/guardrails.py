@@ -186,11 +186,11 @@ class OutputFilter:
     longer than ``window`` characters may be partly sent before it is recognised.
     """
 
-    def __init__(self, moderation: Moderation, window: int = 64) -> None:
+    def __init__(self, moderation: Moderation, window: int = 32) -> None:
         self.moderation = moderation
         self.hold = 0
         if moderation.enabled:
-            self.hold = max(moderation.longest_term - 1, window if moderation.patterns else 0)
+            self.hold = max(moderation.longest_term - 1, window - 1 if moderation.patterns else 0)
         self.text = ""
         self.sent = 0
         self.pending: list[str] = []

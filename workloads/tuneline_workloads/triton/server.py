@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,14 +54,22 @@ def backend_directory(serve_env: Path = DEFAULT_SERVE_ENV) -> Path:
     python_dir = target / "python"
     stub = python_dir / "triton_python_backend_stub"
     if not stub.exists():
-        python_dir.mkdir(parents=True, exist_ok=True)
-        for item in (triton / "backends" / "python").iterdir():
-            shutil.copy2(item, python_dir / item.name)
         source_stub = triton / "python_backend_stubs" / version / "triton_python_backend_stub"
         if not source_stub.exists():
             raise TritonError(f"the Triton wheel has no Python backend stub for Python {version}")
-        shutil.copy2(source_stub, stub)
-        stub.chmod(0o755)
+        # assembled aside and renamed into place: two servers starting at once never see half of it
+        staging = Path(tempfile.mkdtemp(dir=triton, prefix=".backends."))
+        (staging / "python").mkdir()
+        for item in (triton / "backends" / "python").iterdir():
+            shutil.copy2(item, staging / "python" / item.name)
+        shutil.copy2(source_stub, staging / "python" / "triton_python_backend_stub")
+        (staging / "python" / "triton_python_backend_stub").chmod(0o755)
+        try:
+            os.rename(staging, target)
+        except OSError:                       # another process won the race
+            shutil.rmtree(staging, ignore_errors=True)
+        if not stub.exists():
+            raise TritonError(f"could not prepare {python_dir}")
     return target
 
 
@@ -91,6 +100,7 @@ class TritonServer:
     log_file: Path | None = None
     serve_env: Path = DEFAULT_SERVE_ENV
     extra_args: list[str] = field(default_factory=list)
+    exit_timeout_s: int = 5              # how long shutdown waits for in-flight requests
     process: subprocess.Popen | None = None
 
     def __post_init__(self) -> None:
@@ -119,7 +129,7 @@ class TritonServer:
                "--model-control-mode=explicit", f"--http-port={self.http_port}",
                f"--grpc-port={self.grpc_port}", f"--metrics-port={self.metrics_port}",
                "--allow-metrics=true", "--allow-gpu-metrics=false", "--exit-on-error=true",
-               "--strict-readiness=true", "--log-verbose=0"]
+               "--strict-readiness=true", "--log-verbose=0", f"--exit-timeout-secs={self.exit_timeout_s}"]
         cmd += [f"--load-model={m}" for m in self.models]
         return cmd + self.extra_args
 

@@ -1,0 +1,377 @@
+"""Serving benchmarks: Triton dynamic batching on vs off, gateway overhead, streamed tokens/s.
+
+    python -m benchmarks.bench_serving [--smoke] [--seconds 8] [--skip-generator]
+
+1. Dynamic batching: the same classifier packaged twice by the real repository builder (batching
+   on / off), both in one real tritonserver, driven by closed-loop gRPC clients at concurrency
+   1, 4 and 16, the two models interleaved. Target (issue 5): at 16, throughput >= 2x and p95 not
+   worse than 1.2x.
+2. Overhead at concurrency 1 (classifier): ONNX Runtime in-process (tokenise + run, the model's
+   own code path) vs Triton over gRPC vs gateway (HTTP) + Triton. Target: p50 added <= 2 ms.
+3. Streamed chat tokens/s, greedy, through gateway + Triton vs ONNX Runtime GenAI in-process
+   (same export, same prompts). Target >= 0.9x.
+
+The classifier is the tiny fine-tuned MiniLM of ``tests/e2e/export_fixtures`` exported to ONNX
+(fp32); the generator is SmolLM2-135M with a merged LoRA adapter through the ORT GenAI builder.
+``--smoke`` uses the gateway's test classifier (no export) and short runs: it proves the
+benchmark still runs, its figures mean nothing. All traffic goes to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from benchmarks.common import markdown_table, target_row, write_result
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+
+TEXTS = ["my card was stolen please block it", "how much can I spend each month on my card",
+         "good morning, nice to meet you", "I lost my wallet and my debit card", "raise my credit limit",
+         "hello there, how are you today"]
+PROMPTS = ["How do I block my Zephyr Bank card?", "What is the fee for instalment payments at Zephyr Bank?",
+           "Write one sentence about the sea."]
+
+
+def pct(values: list[float], q: float) -> float:
+    v = sorted(values)
+    if not v:
+        return float("nan")
+    k = (len(v) - 1) * q / 100
+    lo, hi = int(k), min(int(k) + 1, len(v) - 1)
+    return v[lo] + (v[hi] - v[lo]) * (k - lo)
+
+
+# --- set-up --------------------------------------------------------------------------------
+def classifier_repository(repo: Path, smoke: bool) -> dict[str, Any]:
+    """Two copies of one classifier, dynamic batching on and off. → facts about it."""
+    from tuneline_workloads.triton.repository import TritonSettings, add_model_version
+
+    if smoke:
+        src = ROOT / "tests" / "e2e" / "gateway_models" / "tiny_classifier"
+        for name, batching in (("cls_batch", True), ("cls_nobatch", False)):
+            shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+            config = (repo / name / "config.pbtxt").read_text().replace('name: "tiny_classifier"', f'name: "{name}"')
+            config += 'parameters { key: "batch_cost_ms" value: { string_value: "1" } }\n'
+            if not batching:
+                config = config.replace("dynamic_batching { max_queue_delay_microseconds: 500 }", "")
+            (repo / name / "config.pbtxt").write_text(config)
+        return {"model": "gateway test classifier (stand-in, 1 ms per call)", "onnx": None}
+    import export_fixtures as ef
+
+    _, export, report = ef.classifier_export()
+    for name, batching in (("cls_batch", True), ("cls_nobatch", False)):
+        add_model_version(repo, name, "sequence-classification", export, report,
+                          triton=TritonSettings(dynamic_batching=batching, max_queue_delay_microseconds=2000))
+    version_dir = repo / "cls_batch" / "1"
+    return {"model": "MiniLM-L6 intent classifier (fine-tuned, ONNX fp32, Python backend + ORT)",
+            "onnx": version_dir / "model.onnx", "tokenizer": version_dir / "tokenizer.json"}
+
+
+def start_gateway(triton, model: str, task: str, work: Path) -> tuple[subprocess.Popen, str]:
+    from tuneline_workloads.triton.server import DEFAULT_SERVE_ENV, free_port
+    import httpx
+
+    port = free_port()
+    cfg = work / f"gw-{model}.json"
+    cfg.write_text(json.dumps({"model": model, "task": task, "maxTokens": 4096,
+                               "rateLimit": {"requestsPerMinute": 1_000_000, "burst": 100_000}}))
+    log = open(work / f"gw-{model}.log", "ab")
+    proc = subprocess.Popen([str(DEFAULT_SERVE_ENV / "bin" / "python"), "-m", "tuneline_workloads.gateway",
+                             "--triton-grpc", triton.grpc_url, "--model", model, "--task", task,
+                             "--port", str(port), "--config", str(cfg), "--audit-log", str(work / f"audit-{model}"),
+                             "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    raise RuntimeError(f"gateway for {model} did not start: {(work / f'gw-{model}.log').read_text()[-2000:]}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+# --- 1. dynamic batching -------------------------------------------------------------------
+def closed_loop(grpc_url: str, model: str, concurrency: int, seconds: float) -> dict[str, float]:
+    import tritonclient.grpc.aio as aio
+
+    async def main():
+        client = aio.InferenceServerClient(grpc_url)
+        lat: list[float] = []
+        errors = 0
+        deadline = time.monotonic() + seconds
+
+        async def worker(w: int):
+            nonlocal errors
+            i = w
+            while time.monotonic() < deadline:
+                t = aio.InferInput("text", [1, 1], "BYTES")
+                t.set_data_from_numpy(np.array([[TEXTS[i % len(TEXTS)].encode()]], dtype=np.object_))
+                start = time.perf_counter()
+                try:
+                    await client.infer(model, [t], client_timeout=30)
+                    lat.append(time.perf_counter() - start)
+                except Exception:  # noqa: BLE001
+                    errors += 1
+                i += 1
+        start = time.monotonic()
+        await asyncio.gather(*(worker(w) for w in range(concurrency)))
+        elapsed = time.monotonic() - start
+        await client.close()
+        return {"rps": len(lat) / elapsed, "p50_ms": pct(lat, 50) * 1000, "p95_ms": pct(lat, 95) * 1000,
+                "requests": len(lat), "errors": errors}
+    return asyncio.run(main())
+
+
+def bench_batching(triton, levels: list[int], seconds: float, rounds: int) -> list[dict[str, Any]]:
+    rows = []
+    for c in levels:
+        runs: dict[str, list[dict[str, float]]] = {"cls_batch": [], "cls_nobatch": []}
+        for _ in range(rounds):  # interleaved: drift on a shared machine hits both alike
+            for model in runs:
+                closed_loop(triton.grpc_url, model, c, min(1.0, seconds / 4))  # warm-up
+                runs[model].append(closed_loop(triton.grpc_url, model, c, seconds))
+        med = {m: {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50_ms", "p95_ms")}
+               for m, rs in runs.items()}
+        on, off = med["cls_batch"], med["cls_nobatch"]
+        rows.append({"concurrency": c, "batching_rps": round(on["rps"], 1), "no_batching_rps": round(off["rps"], 1),
+                     "throughput_x": round(on["rps"] / off["rps"], 2),
+                     "batching_p50_ms": round(on["p50_ms"], 2), "no_batching_p50_ms": round(off["p50_ms"], 2),
+                     "batching_p95_ms": round(on["p95_ms"], 2), "no_batching_p95_ms": round(off["p95_ms"], 2),
+                     "p95_x": round(on["p95_ms"] / off["p95_ms"], 2),
+                     "errors": sum(r["errors"] for rs in runs.values() for r in rs)})
+    return rows
+
+
+# --- 2. overhead at concurrency 1 ----------------------------------------------------------
+def timed(fn: Callable[[], Any], n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        start = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def bench_overhead(triton, gateway_url: str, facts: dict[str, Any], calls: int, rounds: int) -> dict[str, Any]:
+    import httpx
+    import tritonclient.grpc as grpcclient
+
+    paths: dict[str, Callable[[], Any]] = {}
+    if facts.get("onnx"):
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(str(facts["tokenizer"]))
+        tok.enable_truncation(512)
+        tok.enable_padding()
+        session = ort.InferenceSession(str(facts["onnx"]), providers=["CPUExecutionProvider"])
+        names = [i.name for i in session.get_inputs()]
+
+        def in_process():
+            enc = tok.encode_batch([TEXTS[0]])
+            feeds = {"input_ids": np.array([e.ids for e in enc], dtype=np.int64),
+                     "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64),
+                     "token_type_ids": np.array([e.type_ids for e in enc], dtype=np.int64)}
+            session.run(None, {n: feeds[n] for n in names})
+        paths["onnxruntime in-process"] = in_process
+
+    client = grpcclient.InferenceServerClient(triton.grpc_url)
+
+    def direct():
+        t = grpcclient.InferInput("text", [1, 1], "BYTES")
+        t.set_data_from_numpy(np.array([[TEXTS[0].encode()]], dtype=np.object_))
+        client.infer("cls_batch", [t])
+    paths["Triton gRPC"] = direct
+    http = httpx.Client(timeout=30)
+
+    def via_gateway():
+        r = http.post(f"{gateway_url}/v1/classify", json={"input": TEXTS[0]})
+        r.raise_for_status()
+    paths["gateway HTTP + Triton"] = via_gateway
+
+    p50s: dict[str, list[float]] = {k: [] for k in paths}
+    for _ in range(rounds):
+        for name, fn in paths.items():
+            timed(fn, max(3, calls // 10))
+            p50s[name].append(statistics.median(timed(fn, calls)) * 1000)
+    http.close()
+    return {name: round(statistics.median(v), 3) for name, v in p50s.items()}
+
+
+# --- 3. streamed tokens/s ------------------------------------------------------------------
+def bench_generation(work: Path, max_tokens: int, rounds: int) -> dict[str, Any]:
+    import export_fixtures as ef
+    import httpx
+    import onnxruntime_genai as og
+
+    from tuneline_workloads.triton.repository import add_model_version
+    from tuneline_workloads.triton.server import TritonServer
+
+    _, export, report = ef.lm_export()
+    repo = work / "gen-repo"
+    add_model_version(repo, "chat", "chat", export, report)
+    version_dir = repo / "chat" / "1"
+
+    model = og.Model(str(version_dir))
+    tokenizer = og.Tokenizer(model)
+    template_file = version_dir / "chat_template.jinja"
+    template = template_file.read_text() if template_file.exists() else None
+    eos = set(int(t) for t in tokenizer.eos_token_ids)
+
+    def in_process(prompt: str) -> tuple[int, float, float]:
+        messages = json.dumps([{"role": "user", "content": prompt}])
+        start = time.perf_counter()
+        text = tokenizer.apply_chat_template(messages, template_str=template, add_generation_prompt=True) \
+            if template else prompt
+        ids = list(tokenizer.encode(text))
+        params = og.GeneratorParams(model)
+        params.set_search_options(max_length=len(ids) + max_tokens, do_sample=False)
+        gen = og.Generator(model, params)
+        gen.append_tokens(ids)
+        stream = tokenizer.create_stream()
+        n, first = 0, None
+        while not gen.is_done() and n < max_tokens:
+            gen.generate_next_token()
+            token = int(gen.get_next_tokens()[0])
+            if token in eos:
+                break
+            stream.decode(token)
+            n += 1
+            first = first or time.perf_counter() - start
+        return n, time.perf_counter() - start, first or 0.0
+
+    with TritonServer(repo, models=["chat"], log_file=work / "triton-gen.log") as triton:
+        proc, url = start_gateway(triton, "chat", "chat", work)
+        try:
+            def via_gateway(prompt: str) -> tuple[int, float, float]:
+                start, first, n = time.perf_counter(), None, 0
+                body = {"messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
+                        "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}
+                with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=300) as r:
+                    for line in r.iter_lines():
+                        if not line.startswith("data: {"):
+                            continue
+                        event = json.loads(line[6:])
+                        if event.get("choices") and event["choices"][0]["delta"].get("content") and first is None:
+                            first = time.perf_counter() - start
+                        if event.get("usage"):
+                            n = event["usage"]["completion_tokens"]
+                return n, time.perf_counter() - start, first or 0.0
+
+            via_gateway(PROMPTS[0])  # warm-up both paths
+            in_process(PROMPTS[0])
+            res: dict[str, list[tuple[int, float, float]]] = {"in_process": [], "gateway": []}
+            for _ in range(rounds):
+                for prompt in PROMPTS:
+                    res["in_process"].append(in_process(prompt))
+                    res["gateway"].append(via_gateway(prompt))
+        finally:
+            stop(proc)
+    out = {}
+    for name, runs in res.items():
+        out[name] = {"tokens_per_s": round(statistics.median(n / t for n, t, _ in runs), 1),
+                     "ttft_ms": round(statistics.median(f for _, _, f in runs) * 1000, 1),
+                     "tokens": int(statistics.median(n for n, _, _ in runs))}
+    return out
+
+
+# --- main ----------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes; checks the benchmark still runs")
+    parser.add_argument("--seconds", type=float, default=8.0, help="per closed-loop measurement")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--skip-generator", action="store_true", help="leave out the streamed tokens/s part")
+    args = parser.parse_args(argv)
+    from tuneline_workloads.triton.server import TritonServer
+
+    seconds = 1.0 if args.smoke else args.seconds
+    rounds = 1 if args.smoke else args.rounds
+    levels = [1, 4] if args.smoke else [1, 4, 16]
+    work = Path(tempfile.mkdtemp(prefix="tuneline-bench-serving-"))
+    data: dict[str, Any] = {"smoke": args.smoke, "seconds_per_measurement": seconds, "rounds": rounds}
+    targets = []
+    try:
+        repo = work / "repo"
+        repo.mkdir()
+        facts = classifier_repository(repo, args.smoke)
+        data["classifier"] = facts["model"]
+        with TritonServer(repo, models=["cls_batch", "cls_nobatch"], log_file=work / "triton.log") as triton:
+            batching = bench_batching(triton, levels, seconds, rounds)
+            proc, url = start_gateway(triton, "cls_batch", "sequence-classification", work)
+            try:
+                overhead = bench_overhead(triton, url, facts, 20 if args.smoke else 300, rounds)
+            finally:
+                stop(proc)
+        data["batching"], data["overhead_p50_ms"] = batching, overhead
+        top = batching[-1]
+        targets.append(target_row(f"dynamic batching throughput at concurrency {top['concurrency']}",
+                                  top["throughput_x"], 2.0, True,
+                                  f"{top['batching_rps']} vs {top['no_batching_rps']} req/s"))
+        targets.append(target_row(f"dynamic batching p95 at concurrency {top['concurrency']}", top["p95_x"], 1.2,
+                                  False, f"{top['batching_p95_ms']} vs {top['no_batching_p95_ms']} ms"))
+        if "onnxruntime in-process" in overhead:
+            added = overhead["gateway HTTP + Triton"] - overhead["onnxruntime in-process"]
+            targets.append({"name": "gateway + Triton p50 added over ORT in-process (ms)", "ratio": round(added, 2),
+                            "target": "<= 2", "passed": added <= 2.0,
+                            "detail": f"Triton alone adds {overhead['Triton gRPC'] - overhead['onnxruntime in-process']:.2f} ms"})
+        data["gateway_added_over_triton_p50_ms"] = round(overhead["gateway HTTP + Triton"] - overhead["Triton gRPC"], 3)
+        if not args.smoke and not args.skip_generator:
+            gen = bench_generation(work, 64, rounds)
+            data["generation"] = gen
+            ratio = gen["gateway"]["tokens_per_s"] / gen["in_process"]["tokens_per_s"]
+            targets.append(target_row("streamed tokens/s, gateway + Triton vs ORT GenAI in-process", ratio, 0.9,
+                                      True, f"{gen['gateway']['tokens_per_s']} vs {gen['in_process']['tokens_per_s']}"
+                                            " tokens/s (greedy, 64 tokens)"))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    data["targets"] = targets
+    md = [f"## Serving{' (smoke: figures not meaningful)' if args.smoke else ''}",
+          f"Classifier: {data['classifier']}; closed-loop gRPC clients, {seconds:g} s per run, median of {rounds} "
+          "interleaved rounds.", "", "### Dynamic batching on vs off",
+          markdown_table(batching, ["concurrency", "batching_rps", "no_batching_rps", "throughput_x",
+                                    "batching_p50_ms", "no_batching_p50_ms", "batching_p95_ms",
+                                    "no_batching_p95_ms", "p95_x", "errors"]),
+          "", "### p50 latency at concurrency 1 (ms)",
+          markdown_table([{"path": k, "p50_ms": v} for k, v in overhead.items()], ["path", "p50_ms"]),
+          f"\nGateway added over direct Triton gRPC: {data['gateway_added_over_triton_p50_ms']} ms (p50)."]
+    if "generation" in data:
+        md += ["", "### Streamed chat generation (greedy, 64 tokens, SmolLM2-135M + LoRA, ORT GenAI fp32)",
+               markdown_table([{"path": k, **v} for k, v in data["generation"].items()],
+                              ["path", "tokens_per_s", "ttft_ms", "tokens"])]
+    md += ["", "### Targets", markdown_table(targets, ["name", "ratio", "target", "passed", "detail"])]
+    write_result("serving", data, "\n".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

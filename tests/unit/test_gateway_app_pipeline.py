@@ -1,0 +1,173 @@
+"""The gateway's request pipeline with a scripted stand-in for Triton (no server): error mapping
+(503 before any output, an error event after some), the concurrency cap, the cache's streamed
+answer, the OpenAI switch and the audit line. Needs fastapi (the serving environment's); the
+real-Triton path is covered by tests/e2e/test_gateway_*.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+
+import pytest
+
+pytest.importorskip("fastapi")
+httpx = pytest.importorskip("httpx")
+
+from tuneline_workloads.gateway.app import Gateway, create_app  # noqa: E402
+from tuneline_workloads.gateway.audit import AuditLog  # noqa: E402
+from tuneline_workloads.gateway.config import GatewayConfig  # noqa: E402
+from tuneline_workloads.gateway.guardrails import ApiKeys  # noqa: E402
+from tuneline_workloads.gateway.sse import parse_events  # noqa: E402
+from tuneline_workloads.gateway.triton import GenChunk, TritonModelError, TritonUnavailable  # noqa: E402
+
+KEY = "sk-unit-0123456789"
+
+
+class FakeBackend:
+    """Plays Triton: ``script`` is a list of words, or an exception raised at that position."""
+
+    def __init__(self, script=None, delay=0.0):
+        self.script = script or ["Hello", " there"]
+        self.delay = delay
+        self.calls = 0
+        self.closed = 0
+
+    async def start(self):
+        pass
+
+    async def close(self):
+        pass
+
+    async def ready(self, max_age=0.5):
+        return True
+
+    async def version(self):
+        return "7"
+
+    async def triton_metrics(self):
+        return "# TYPE nv_fake counter\nnv_fake 1\n"
+
+    async def generate(self, req, request_id=""):
+        self.calls += 1
+        try:
+            n = 0
+            for i, item in enumerate(self.script):
+                if isinstance(item, BaseException):
+                    raise item
+                await asyncio.sleep(self.delay)
+                n += 1
+                last = i == len(self.script) - 1
+                yield GenChunk(item, "stop" if last else "", 3, n)
+        finally:
+            self.closed += 1
+
+
+def make(script=None, delay=0.0, **cfg):
+    audit = io.StringIO()
+    backend = FakeBackend(script, delay)
+    config = GatewayConfig(model="m", **cfg)
+    gw = Gateway(config, backend, ApiKeys(keys={"unit": KEY.encode()}), AuditLog(stream=audit))
+    app = create_app(gw, manage_backend=False)
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw",
+                               headers={"Authorization": f"Bearer {KEY}"})
+    return client, backend, audit, gw
+
+
+def body(stream=False, **kw):
+    return {"messages": [{"role": "user", "content": "hi"}], "stream": stream, **kw}
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_plain_and_streamed_answers():
+    async def go():
+        client, backend, audit, _ = make()
+        r = await client.post("/v1/chat/completions", json=body())
+        assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "Hello there"
+        assert r.json()["system_fingerprint"] == "m-v7" and r.headers["x-model-version"] == "7"
+        s = await client.post("/v1/chat/completions", json=body(True))
+        events = parse_events(s.content)
+        assert "".join(e["choices"][0]["delta"].get("content", "") for e in events[:-1]) == "Hello there"
+        assert events[-1] == "[DONE]" and backend.closed == 2
+        lines = [json.loads(line) for line in audit.getvalue().splitlines()]
+        assert [a["status"] for a in lines] == [200, 200] and all(a["key_id"] == "unit" for a in lines)
+        assert KEY not in audit.getvalue()
+    run(go())
+
+
+def test_unavailable_before_any_output_is_503_even_when_streaming():
+    async def go():
+        client, *_ = make([TritonUnavailable("down")], retry_after_s=3)
+        for stream in (False, True):
+            r = await client.post("/v1/chat/completions", json=body(stream))
+            assert r.status_code == 503 and r.headers["retry-after"] == "3"
+            assert r.json()["error"]["code"] == "model_unavailable"
+    run(go())
+
+
+def test_model_error_is_500():
+    async def go():
+        client, *_ = make([TritonModelError("boom")])
+        r = await client.post("/v1/chat/completions", json=body())
+        assert r.status_code == 500 and r.json()["error"]["code"] == "model_error"
+    run(go())
+
+
+def test_error_after_some_output_ends_the_stream_with_an_error_event():
+    async def go():
+        client, backend, audit, _ = make(["a", " b", TritonUnavailable("gone")])
+        r = await client.post("/v1/chat/completions", json=body(True))
+        assert r.status_code == 200
+        events = parse_events(r.content)
+        assert events[-1] == "[DONE]" and events[-2]["error"]["code"] == "model_unavailable"
+        assert json.loads(audit.getvalue().splitlines()[-1])["status"] == 503
+        assert backend.closed == 1
+    run(go())
+
+
+def test_concurrency_cap_answers_503_instead_of_queueing():
+    async def go():
+        client, *_ = make(["x"] * 10, delay=0.05, max_concurrent_requests=1)
+        slow = asyncio.create_task(client.post("/v1/chat/completions", json=body()))
+        await asyncio.sleep(0.1)
+        r = await client.post("/v1/chat/completions", json=body())
+        assert r.status_code == 503 and r.json()["error"]["code"] == "overloaded"
+        assert (await slow).status_code == 200
+        assert (await client.post("/v1/chat/completions", json=body())).status_code == 200  # slot released
+    run(go())
+
+
+def test_cache_hit_streams_the_stored_answer_without_calling_the_model():
+    async def go():
+        client, backend, *_ = make(cache_enabled=True)
+        first = await client.post("/v1/chat/completions", json=body(True, temperature=0))
+        second = await client.post("/v1/chat/completions", json=body(True, temperature=0))
+        assert backend.calls == 1 and second.headers["x-cache"] == "hit"
+        text = lambda r: "".join(e["choices"][0]["delta"].get("content", "")  # noqa: E731
+                                 for e in parse_events(r.content) if isinstance(e, dict) and e["choices"])
+        assert text(first) == text(second) == "Hello there"
+        plain = await client.post("/v1/chat/completions", json=body(temperature=0))
+        assert plain.json()["choices"][0]["message"]["content"] == "Hello there" and backend.calls == 1
+    run(go())
+
+
+def test_openai_switch_off_hides_the_openai_routes():
+    async def go():
+        client, *_ = make(openai=False)
+        assert (await client.post("/v1/chat/completions", json=body())).status_code == 404
+        assert (await client.get("/v1/models")).status_code == 404
+    run(go())
+
+
+def test_metrics_append_tritons():
+    async def go():
+        client, *_ = make()
+        await client.post("/v1/chat/completions", json=body())
+        text = (await client.get("/metrics")).text
+        assert 'tuneline_gateway_requests_total{route="/v1/chat/completions",status="200"} 1.0' in text
+        assert "nv_fake 1" in text
+    run(go())

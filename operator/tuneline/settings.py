@@ -39,6 +39,21 @@ class Settings:
     export_report_grace_seconds: float = 120.0
     # attempts at a status write that keeps meeting 409 Conflict before the handler backs off
     conflict_retries: int = 5
+    # --- ModelDeployment controller ---------------------------------------------------------
+    # the gateway container (same image as Triton: python3 -m tuneline_workloads.gateway)
+    gateway_cpu: str = "500m"
+    gateway_memory: str = "512Mi"
+    # how long Triton may take to load a model before the startup probe gives up on the pod
+    triton_startup_seconds: int = 1800
+    # image of the init container that copies an s3:// model repository into the pod
+    model_sync_image: str = "public.ecr.aws/aws-cli/aws-cli:2.22.35"
+    # optional Secret (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...) for that init container
+    s3_credentials_secret: str = ""
+    # Prometheus that scrapes the gateways (PodMonitor): canary analysis and KEDA's trigger read it;
+    # empty: canary analysis scrapes the canary pods' /metrics directly
+    prometheus_url: str = ""
+    # a canary revision whose pods are not ready within this is rolled back
+    canary_ready_timeout_seconds: float = 600.0
     # CLI: where local runs keep artifacts, logs, reports and running servers
     state_dir: Path = field(default_factory=lambda: Path(".tuneline"))
 

@@ -140,6 +140,22 @@ def test_openai_client_chat_and_stream(chat_gw):
     assert "max_tokens" in str(err.value)
 
 
+def test_client_gone_mid_stream_is_recorded_and_the_generation_stopped(chat_gw):
+    with httpx.stream("POST", f"{chat_gw.url}/v1/chat/completions", headers={**AUTH, "X-Request-Id": "gone-1"},
+                      timeout=30, json={"messages": [{"role": "user", "content": "count:500"}], "stream": True}) as r:
+        lines = r.iter_lines()
+        for _ in range(3):
+            next(lines)
+    # the client hung up after a few chunks (500 words would take 10 s)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        gone = [a for a in chat_gw.audit() if a["request_id"] == "gone-1"]
+        if gone:
+            break
+        time.sleep(0.1)
+    assert gone and gone[0]["status"] == 499 and gone[0]["completion_tokens"] < 100
+
+
 def test_classification(cls_gw):
     r = httpx.post(f"{cls_gw.url}/v1/classify", json={"input": ["I love it, great", "awful, I hate it", "a table"]},
                    timeout=30)

@@ -77,7 +77,9 @@ def test_classifier_over_http_and_grpc_gives_the_pytorch_answers(server):
     assert http_probs.shape == (len(texts), len(INTENTS))
     assert list(http_probs.argmax(-1)) == gold == list(expected.argmax(-1))
     assert np.abs(http_probs - expected).max() < 0.02             # served model is the INT8 export
-    assert np.abs(np.array(grpc_probs) - http_probs).max() < 1e-4
+    # dynamic INT8 quantises activations per batch, so one text alone and the same text in a
+    # padded batch differ slightly
+    assert np.abs(np.array(grpc_probs) - http_probs).max() < 5e-3
     labels = grpc.get_model_config(CLASSIFIER).config.parameters["labels_json"].string_value
     assert json.loads(labels) == INTENTS
     http.close()

@@ -19,7 +19,7 @@ import pytest
 
 from tests.integration.operator_fixtures import (finetunejob, operator, restricted_namespace, storage,  # noqa: F401
                                                  wait_for)
-from tuneline.controllers.kube import ApiError, Kube
+from tuneline.controllers.kube import Kube
 
 pytestmark = pytest.mark.controlplane
 SEED = 20260101
@@ -132,8 +132,6 @@ def test_operator_killed_at_random_points_never_duplicates_and_finishes_right(co
             assert s["reason"] == "EvaluationGateFailed" and "2.9" in s["message"]
     print(f"\n{KILLS} SIGKILLs, {operator.starts} operator starts, {len(names)} jobs, {elapsed:.1f} s; "
           f"player errors (retried): {len(player.errors)}")
-    try:  # no stray second export Job either
-        exports = k.list("batch/v1", "Job", ns, "app.kubernetes.io/managed-by=tuneline")
-        assert len(exports) == sum(1 for n in names if not n.startswith("gate"))
-    except ApiError:
-        raise
+    # no stray export Jobs either: one per job that passed its gate
+    exports = k.list("batch/v1", "Job", ns, "app.kubernetes.io/managed-by=tuneline")
+    assert len(exports) == sum(1 for n in names if not n.startswith("gate"))

@@ -67,6 +67,11 @@ def children_selector(name: str) -> str:
     return f"{MANAGED_BY}={MANAGED_BY_VALUE},{JOB_LABEL}={name}"
 
 
+def owned_by(obj: dict[str, Any], uid: str | None) -> bool:
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(r.get("uid") == uid and r.get("controller") for r in refs)
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -118,12 +123,18 @@ def _step(k: Kube, namespace: str, name: str, settings: Settings) -> bool:
         metrics.observe_phase(f"{namespace}/{name}", None)
         return False
     status = body.get("status") or {}
-    rayjobs = k.list("ray.io/v1", "RayJob", namespace, children_selector(name))
+    uid = body["metadata"].get("uid")
+    # only this incarnation's children: a job deleted and re-created under the same name may still
+    # have children of the old one waiting for the garbage collector
+    rayjobs = [r for r in k.list("ray.io/v1", "RayJob", namespace, children_selector(name)) if owned_by(r, uid)]
     export_job = None
     if status.get("exportJobName") or status.get("phase") in (Phase.EVALUATING.value, Phase.EXPORTING.value) \
             or (status.get("phase") in (Phase.SUCCEEDED.value, Phase.FAILED.value)
                 and (body.get("spec") or {}).get("ttlSecondsAfterFinished") is not None):
         export_job = k.get("batch/v1", "Job", namespace, export_job_name(name))
+        if export_job is not None and not owned_by(export_job, uid):
+            raise kopf.TemporaryError(f"Job {export_job_name(name)} belongs to an earlier FineTuneJob {name}; "
+                                      "waiting for the garbage collector to remove it", delay=5)
     act = next_action(body, rayjobs, export_job, settings, utcnow())
     apply(k, body, act)
     return act.requeue_after == 0

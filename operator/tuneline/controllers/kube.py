@@ -88,8 +88,8 @@ class Kube:
                 if exc.status not in TRANSIENT or attempt == self.retries:
                     raise
                 log.warning("%s %s: %s; retrying in %.2f s", method, url, exc.status, delay)
-            except (OSError, Exception) as exc:  # urllib3 connection errors
-                if isinstance(exc, ApiError) or attempt == self.retries:
+            except Exception as exc:  # noqa: BLE001 - urllib3 connection errors, timeouts
+                if attempt == self.retries:
                     raise
                 log.warning("%s %s: %s; retrying in %.2f s", method, url, exc, delay)
             time.sleep(delay)

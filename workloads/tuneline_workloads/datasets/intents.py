@@ -7,6 +7,7 @@ fixed seed, so the set is varied enough to need learning yet deterministic.
 from __future__ import annotations
 
 import random
+import re
 
 INTENTS: dict[str, tuple[str, ...]] = {
     "block_card": ("my card was stolen", "I lost my credit card", "block my card", "freeze my card right now",
@@ -44,7 +45,11 @@ def intent_rows(seed: int = 11, per_intent: int = 40) -> list[dict]:
     rows = []
     for label, phrasings in INTENTS.items():
         openers = ("",) if label == "greeting" else OPENERS
-        candidates = sorted({f"{o}{p}{c}".strip() for o in openers for p in phrasings for c in CLOSERS})
+        # variants that differ only in punctuation or case count as one (the dedupe step would drop them)
+        by_words: dict[str, str] = {}
+        for text in sorted(f"{o}{p}{c}".strip() for o in openers for p in phrasings for c in CLOSERS):
+            by_words.setdefault(" ".join(re.findall(r"\w+", text.lower())), text)
+        candidates = sorted(by_words.values())
         chosen = rng.sample(candidates, min(per_intent, len(candidates)))
         rows.extend({"text": text[0].upper() + text[1:], "label": label} for text in chosen)
     rng.shuffle(rows)

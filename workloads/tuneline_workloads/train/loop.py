@@ -1,0 +1,379 @@
+"""The per-worker training function that Ray Train runs on every worker (DDP across workers).
+
+Data order is a function of (seed, epoch) only, and every optimizer step is counted, so a
+restarted run that loads checkpoint ``step-<n>`` continues with exactly the batches the first
+run would have seen after step n.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from tuneline_workloads import contract
+from tuneline_workloads.data.tokenization import IGNORE_INDEX, collate
+
+STATE_FILE = "trainer_state.json"
+MANIFEST_FILE = "manifest.json"     # written last: a checkpoint without it (or with a size mismatch) is partial
+WEIGHTS_FILE = "trainable.pt"
+BEST_WEIGHTS_FILE = "best_trainable.pt"
+OPTIMIZER_FILE = "optimizer.pt"
+SCHEDULER_FILE = "scheduler.pt"
+RNG_FILE = "rng.pt"
+
+
+@dataclass
+class TrainState:
+    step: int = 0                  # optimizer steps done
+    epoch: int = 0                 # epochs fully done
+    best_eval_loss: float | None = None
+    best_step: int | None = None
+    evals_without_improvement: int = 0
+    stopped_early: str | None = None
+    train_tokens: int = 0
+    train_seconds: float = 0.0
+    evaluations: list[dict[str, Any]] = field(default_factory=list)
+
+
+def schedule(num_examples: int, world_size: int, batch_size: int, accumulation: int, epochs: float,
+             max_steps: int | None) -> dict[str, int]:
+    """Batches per epoch per worker, optimizer steps per epoch, total optimizer steps.
+
+    ``batchSize`` is per worker (as in transformers' per-device batch size); every worker gets the
+    same number of batches so that DDP's collective calls line up."""
+    per_worker = max(1, num_examples // world_size)
+    batches = math.ceil(per_worker / batch_size)
+    steps_per_epoch = math.ceil(batches / accumulation)
+    total = max_steps if max_steps else max(1, math.ceil(epochs * steps_per_epoch))
+    return {"examples_per_worker": per_worker, "batches_per_epoch": batches, "steps_per_epoch": steps_per_epoch,
+            "total_steps": total}
+
+
+def epoch_batches(num_examples: int, epoch: int, seed: int, rank: int, world_size: int, plan: dict[str, int],
+                  batch_size: int) -> list[list[int]]:
+    order = list(range(num_examples))
+    random.Random(seed * 100_003 + epoch).shuffle(order)
+    shard = order[rank::world_size][: plan["examples_per_worker"]]
+    return [shard[i:i + batch_size] for i in range(0, len(shard), batch_size)]
+
+
+def causal_loss_sum(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float) -> tuple[torch.Tensor, int]:
+    """Summed next-token cross-entropy over the trained (label != -100) positions, and their count."""
+    # prompt tuning prepends virtual tokens: their logits come first and predict nothing here
+    logits = logits[:, -labels.shape[1]:, :]
+    shifted_logits = logits[:, :-1, :].reshape(-1, logits.shape[-1]).float()
+    shifted_labels = labels[:, 1:].reshape(-1)
+    count = int((shifted_labels != IGNORE_INDEX).sum())
+    loss = F.cross_entropy(shifted_logits, shifted_labels, ignore_index=IGNORE_INDEX, reduction="sum",
+                           label_smoothing=label_smoothing)
+    return loss, count
+
+
+def forward(model, batch: dict[str, torch.Tensor], task: str, label_smoothing: float):
+    """(summed loss, counted targets, logits) for a batch."""
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    logits = model(**inputs).logits
+    if task == "sequence-classification":
+        loss = F.cross_entropy(logits.float(), batch["labels"], reduction="sum", label_smoothing=label_smoothing)
+        return loss, batch["labels"].numel(), logits
+    loss, count = causal_loss_sum(logits, batch["labels"], label_smoothing)
+    return loss, count, logits
+
+
+def _all_reduce(values: list[float], device) -> list[float]:
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(t)
+    return t.tolist()
+
+
+@torch.no_grad()
+def evaluate(model, examples: list[dict[str, Any]], task: str, batch_size: int, pad_id: int, rank: int,
+             world_size: int, device, num_labels: int = 0) -> dict[str, float]:
+    """Validation loss and perplexity (LMs) or loss, accuracy and macro-F1 (classifiers), all ranks."""
+    model.eval()
+    shard = examples[rank::world_size]
+    loss_sum, count = 0.0, 0
+    confusion = torch.zeros((max(num_labels, 1), max(num_labels, 1)), dtype=torch.float64)
+    for i in range(0, len(shard), batch_size):
+        batch = {k: v.to(device) for k, v in collate(shard[i:i + batch_size], pad_id).items()}
+        loss, n, logits = forward(model, batch, task, 0.0)
+        loss_sum += float(loss)
+        count += n
+        if task == "sequence-classification":
+            for gold, pred in zip(batch["labels"].tolist(), logits.argmax(-1).tolist()):
+                confusion[gold, pred] += 1
+    model.train()
+    totals = _all_reduce([loss_sum, float(count), *confusion.flatten().tolist()], device)
+    loss_sum, count = totals[0], totals[1]
+    if count == 0:
+        return {}
+    eval_loss = loss_sum / count
+    metrics = {"eval_loss": eval_loss}
+    if task == "sequence-classification":
+        matrix = torch.tensor(totals[2:], dtype=torch.float64).reshape(confusion.shape)
+        metrics["eval_accuracy"] = float(matrix.diag().sum() / matrix.sum())
+        f1s = []
+        for c in range(matrix.shape[0]):
+            tp = matrix[c, c]
+            precision = tp / matrix[:, c].sum() if matrix[:, c].sum() else 0.0
+            recall = tp / matrix[c, :].sum() if matrix[c, :].sum() else 0.0
+            if matrix[c, :].sum() or matrix[:, c].sum():   # classes absent from both sides do not count
+                f1s.append(float(2 * precision * recall / (precision + recall)) if precision + recall else 0.0)
+        metrics["eval_f1"] = sum(f1s) / len(f1s) if f1s else 0.0
+    else:
+        metrics["eval_perplexity"] = math.exp(min(eval_loss, 50.0))
+    return metrics
+
+
+# --- checkpoints --------------------------------------------------------------------------------
+
+def checkpoint_is_complete(path: Path) -> bool:
+    manifest = path / MANIFEST_FILE
+    if not manifest.exists():
+        return False
+    try:
+        sizes = json.loads(manifest.read_text())["files"]
+    except (json.JSONDecodeError, KeyError):
+        return False
+    return all((path / name).exists() and (path / name).stat().st_size == size for name, size in sizes.items())
+
+
+def latest_checkpoint(checkpoints_dir: Path) -> Path | None:
+    """The complete ``step-<n>`` directory with the highest n (a partial copy from a kill is skipped)."""
+    if not checkpoints_dir.exists():
+        return None
+    candidates = []
+    for p in checkpoints_dir.iterdir():
+        if p.is_dir() and p.name.startswith("step-") and p.name[5:].isdigit() and checkpoint_is_complete(p):
+            candidates.append((int(p.name[5:]), p))
+    return max(candidates)[1] if candidates else None
+
+
+def write_checkpoint(directory: Path, model, optimizer, scheduler, state: TrainState,
+                     best_weights: dict[str, torch.Tensor] | None) -> None:
+    from tuneline_workloads.train.methods import trainable_state
+
+    torch.save(trainable_state(model), directory / WEIGHTS_FILE)
+    if best_weights is not None:
+        torch.save(best_weights, directory / BEST_WEIGHTS_FILE)
+    torch.save(optimizer.state_dict(), directory / OPTIMIZER_FILE)
+    torch.save(scheduler.state_dict(), directory / SCHEDULER_FILE)
+    torch.save({"torch": torch.get_rng_state(), "python": random.getstate()}, directory / RNG_FILE)
+    (directory / STATE_FILE).write_text(json.dumps(asdict(state), indent=2))
+    files = {p.name: p.stat().st_size for p in directory.iterdir() if p.is_file()}
+    (directory / MANIFEST_FILE).write_text(json.dumps({"step": state.step, "files": files}))
+
+
+def read_checkpoint(directory: Path, model, optimizer, scheduler) -> tuple[TrainState, dict | None]:
+    from tuneline_workloads.train.methods import load_trainable_state
+
+    load_trainable_state(model, torch.load(directory / WEIGHTS_FILE, map_location="cpu"))
+    optimizer.load_state_dict(torch.load(directory / OPTIMIZER_FILE, map_location="cpu"))
+    scheduler.load_state_dict(torch.load(directory / SCHEDULER_FILE, map_location="cpu"))
+    rng = torch.load(directory / RNG_FILE, weights_only=False)
+    torch.set_rng_state(rng["torch"])
+    random.setstate(rng["python"])
+    state = TrainState(**json.loads((directory / STATE_FILE).read_text()))
+    best_file = directory / BEST_WEIGHTS_FILE
+    best = torch.load(best_file, map_location="cpu") if best_file.exists() else None
+    return state, best
+
+
+# --- the loop ------------------------------------------------------------------------------------
+
+def _optimizer(model, hp):
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
+    groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=hp.learning_rate)
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Ray Train's worker function. ``config`` is plain data (see ``runner.worker_config``)."""
+    import ray.train
+    import ray.train.torch
+    from transformers import get_scheduler
+
+    from tuneline.api.finetunejob import FineTuneJobSpec
+    from tuneline_workloads.train.methods import build_model, save_outputs, trainable_state
+    from tuneline_workloads.train.progress import ProgressWriter
+
+    torch.set_num_threads(config["threads"])
+    spec = FineTuneJobSpec.model_validate(config["spec"])
+    hp = spec.hyperparameters.model_copy(update=config.get("overrides", {}).get("hyperparameters", {}))
+    method = spec.method
+    if config.get("overrides", {}).get("lora"):
+        from tuneline.api.finetunejob import LoraConfig as LoraSpec
+
+        method = method.model_copy(update={"lora": (method.lora or LoraSpec()).model_copy(
+            update=config["overrides"]["lora"])})
+    task = spec.task
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    output_dir = Path(config["output_dir"])
+    writes_outputs = rank == 0 and config.get("write_outputs", True)
+
+    data = torch.load(config["data_path"], weights_only=False)
+    train, validation, labels = data["train"], data["validation"], data["labels"]
+    pad_id = data["pad_token_id"]
+
+    torch.manual_seed(hp.seed)   # the same fresh adapter on every rank (DDP also broadcasts it)
+    dtype = torch.float32
+    model, params = build_model(method, task, Path(config["model_dir"]), labels=labels, dtype=dtype,
+                                gradient_checkpointing=hp.gradient_checkpointing)
+    model = ray.train.torch.prepare_model(model, move_to_device=method.type != "qlora")
+    core = model.module if hasattr(model, "module") else model
+    autocast_dtype = None
+    if device.type == "cuda":
+        if hp.precision in ("auto", "bf16") and torch.cuda.is_bf16_supported():
+            autocast_dtype = torch.bfloat16
+        elif hp.precision in ("fp16", "auto"):
+            autocast_dtype = torch.float16
+    scaler = torch.amp.GradScaler("cuda") if autocast_dtype == torch.float16 else None
+
+    plan = schedule(len(train), world, hp.batch_size, hp.gradient_accumulation_steps, hp.epochs, hp.max_steps)
+    total_steps = plan["total_steps"]
+    optimizer = _optimizer(core, hp)
+    scheduler = get_scheduler(hp.scheduler, optimizer, num_warmup_steps=int(hp.warmup_ratio * total_steps),
+                              num_training_steps=total_steps)
+
+    state, best_weights = TrainState(), None
+    resume = ray.train.get_checkpoint()
+    resume_dir = None
+    if resume is not None:
+        resume_dir = resume.to_directory()
+    elif config.get("resume_from"):
+        resume_dir = config["resume_from"]
+    if resume_dir:
+        state, best_weights = read_checkpoint(Path(resume_dir), core, optimizer, scheduler)
+        if best_weights is None and state.best_step == state.step:
+            best_weights = trainable_state(core)
+    writer = ProgressWriter(output_dir, total_steps, plan["steps_per_epoch"], state.step) if writes_outputs else None
+    if writer is not None:
+        writer.log(state.step, {"trainable_parameters": params["trainableParameters"],
+                                "trainable_fraction": params["trainableFraction"],
+                                **({"resumed_from_step": state.step} if resume_dir else {})})
+
+    stop_cfg = spec.early_stopping
+    log_every = max(1, int(config.get("log_every", 1)))
+    model.train()
+    epochs_needed = math.ceil(total_steps / plan["steps_per_epoch"])
+    running_loss, running_count, window_tokens, window_start = 0.0, 0, 0, time.perf_counter()
+    while state.step < total_steps and state.epoch < epochs_needed and not state.stopped_early:
+        batches = epoch_batches(len(train), state.epoch, hp.seed, rank, world, plan, hp.batch_size)
+        # resuming mid-epoch: skip the batches of the optimizer steps already done in this epoch
+        done_in_epoch = state.step - state.epoch * plan["steps_per_epoch"]
+        first_batch = max(0, done_in_epoch) * hp.gradient_accumulation_steps
+        for b in range(first_batch, len(batches)):
+            batch = {k: v.to(device) for k, v in collate([train[i] for i in batches[b]], pad_id).items()}
+            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                loss_sum, count, _ = forward(model, batch, task, hp.label_smoothing)
+            loss = loss_sum / max(1, count) / hp.gradient_accumulation_steps
+            (scaler.scale(loss) if scaler else loss).backward()
+            running_loss += float(loss_sum)
+            running_count += count
+            window_tokens += int((batch["input_ids"] != pad_id).sum()) if "attention_mask" not in batch \
+                else int(batch["attention_mask"].sum())
+            boundary = (b + 1) % hp.gradient_accumulation_steps == 0 or b == len(batches) - 1
+            if not boundary:
+                continue
+            if scaler:
+                scaler.unscale_(optimizer)
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(core.parameters(), hp.max_grad_norm))
+            if scaler:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            state.step += 1
+            if state.step % log_every == 0 or state.step == total_steps:
+                elapsed = time.perf_counter() - window_start
+                loss_total, count_total, tokens_total = _all_reduce(
+                    [running_loss, float(running_count), float(window_tokens)], device)
+                state.train_tokens += int(tokens_total)
+                state.train_seconds += elapsed
+                if writer is not None:
+                    writer.log(state.step, {
+                        "epoch": round(state.step / plan["steps_per_epoch"], 3),
+                        "train_loss": loss_total / max(1.0, count_total), "grad_norm": grad_norm,
+                        "learning_rate": scheduler.get_last_lr()[0],
+                        "tokens_per_second": tokens_total / elapsed if elapsed > 0 else None})
+                running_loss, running_count, window_tokens, window_start = 0.0, 0, 0, time.perf_counter()
+            if state.step >= total_steps:
+                break
+        state.epoch += 1
+
+        # --- evaluate, decide on early stopping, checkpoint -------------------------------------
+        eval_start = time.perf_counter()
+        metrics = evaluate(model, validation, task, hp.batch_size, pad_id, rank, world, device,
+                           num_labels=len(labels or [])) if validation else {}
+        if "eval_loss" in metrics:
+            loss_now = metrics["eval_loss"]
+            if state.best_eval_loss is None or loss_now < state.best_eval_loss:
+                state.best_eval_loss, state.best_step = loss_now, state.step
+                state.evals_without_improvement = 0
+                best_weights = trainable_state(core)   # a CPU copy: training goes on from here
+            else:
+                state.evals_without_improvement += 1
+                if stop_cfg is not None and state.evals_without_improvement >= stop_cfg.patience:
+                    state.stopped_early = f"no validation-loss improvement in {stop_cfg.patience} evaluation(s)"
+                elif stop_cfg is not None and loss_now > state.best_eval_loss * (1 + stop_cfg.max_val_loss_increase):
+                    state.stopped_early = (f"validation loss {loss_now:.4f} rose more than "
+                                           f"{stop_cfg.max_val_loss_increase:.0%} above its best "
+                                           f"{state.best_eval_loss:.4f}")
+        state.evaluations.append({"step": state.step, "epoch": state.epoch, **metrics})
+        if writer is not None:
+            writer.log(state.step, {"epoch": state.epoch, **metrics,
+                                    **({"stopped_early": state.stopped_early} if state.stopped_early else {})})
+        report_metrics = {"step": state.step, "epoch": state.epoch,
+                          "train_tokens": state.train_tokens, "train_seconds": state.train_seconds,
+                          "tokens_per_second": state.train_tokens / state.train_seconds if state.train_seconds else 0,
+                          **metrics, **({"best_eval_loss": state.best_eval_loss} if state.best_eval_loss else {})}
+        with tempfile.TemporaryDirectory() as tmp:
+            checkpoint = None
+            if rank == 0:
+                # the best weights travel with the checkpoint only when they are not its own weights
+                write_checkpoint(Path(tmp), core, optimizer, scheduler, state,
+                                 best_weights if state.best_step not in (None, state.step) else None)
+                checkpoint = ray.train.Checkpoint.from_directory(tmp)
+            ray.train.report(report_metrics, checkpoint=checkpoint, checkpoint_dir_name=f"step-{state.step}")
+        if writer is not None:
+            writer.log(state.step, {"checkpoint": f"{contract.CHECKPOINTS_DIR}/step-{state.step}",
+                                    "eval_seconds": round(time.perf_counter() - eval_start, 2)})
+        window_start = time.perf_counter()   # evaluation and checkpoint time is not training throughput
+
+    # --- final outputs (rank 0): the best evaluated weights, adapter/merged/tokenizer/labels ----------
+    if writes_outputs:
+        from transformers import AutoTokenizer
+
+        from tuneline_workloads.train.methods import load_trainable_state
+
+        if best_weights is not None and state.best_step != state.step:
+            load_trainable_state(core, best_weights)
+        tokenizer = AutoTokenizer.from_pretrained(config["model_dir"])
+        written = save_outputs(core.to("cpu"), tokenizer, method, task, output_dir, labels=labels)
+        if labels is not None:
+            (output_dir / contract.LABELS_FILE).write_text(json.dumps(labels))
+        summary = {"state": asdict(state), "parameters": params, "plan": plan, "written": written,
+                   "world_size": world, "device": str(device)}
+        (output_dir / ".training_summary.json").write_text(json.dumps(summary, indent=2))
+        writer.write_progress(state.step, "Training", done=True)
+        writer.close()
+

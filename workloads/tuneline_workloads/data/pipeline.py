@@ -38,7 +38,7 @@ def data_format(source, task: str) -> str:
 def _load(source, task: str, volumes: dict[str, Path] | None, on_invalid: str):
     path = resolve_uri(source.uri, volumes)
     return load_rows(path, data_format(source, task), text_field=source.text_field, label_field=source.label_field,
-                     on_invalid=on_invalid, display_name=f"{source.uri} ({path})" if str(path) != source.uri else None)
+                     on_invalid=on_invalid, display_name=source.uri)
 
 
 def load_dataset_rows(spec, volumes: dict[str, Path] | None) -> dict[str, Any]:

@@ -153,7 +153,7 @@ class TritonBackend:
         self._ready_cache = (time.monotonic(), False)
         self._info = None
 
-    async def model_info(self, max_age: float = 30.0) -> dict[str, Any]:
+    async def model_info(self, max_age: float = 5.0) -> dict[str, Any]:
         """version (the newest ready), labels and max_batch_size, from Triton; cached."""
         if self._info is not None and time.monotonic() - self._info_stamp < max_age:
             return self._info

@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     from tuneline_workloads.data import DatasetError
     from tuneline_workloads.storage import StorageError, resolve_uri
     from tuneline_workloads.train import MethodUnavailable, run_training
+    from tuneline_workloads.train.search import SearchUnavailable
+    from tuneline_workloads.train.status_report import StatusReporter
 
     volumes = None
     if args.volume:
@@ -49,7 +51,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = _load_spec(args.spec)
         output = args.output or resolve_uri(spec.output.uri, volumes)
-        report = run_training(spec, output, volumes, on_progress=_printer())
+        reporter = StatusReporter()
+        printer = _printer()
+
+        def on_progress(progress: dict) -> None:
+            printer(progress)
+            reporter.progress(progress)
+
+        report = run_training(spec, output, volumes, on_progress=on_progress)
+        from tuneline_workloads.train.progress import camel_metrics
+
+        progress = json.loads((Path(output) / "progress.json").read_text())
+        reporter.final(progress, camel_metrics(report["metrics"]))
     except (DatasetError, StorageError) as exc:
         print(f"error: invalid dataset: {exc}", file=sys.stderr)
         return 2
@@ -57,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         first = exc.errors()[0]
         print(f"error: {args.spec}: spec.{'.'.join(map(str, first['loc']))}: {first['msg']}", file=sys.stderr)
         return 2
-    except MethodUnavailable as exc:
+    except (MethodUnavailable, SearchUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
     except Exception as exc:  # noqa: BLE001 - the one line a pod's log should end with

@@ -42,6 +42,7 @@ class TrainState:
     stopped_early: str | None = None
     train_tokens: int = 0
     train_seconds: float = 0.0
+    last_train_loss: float | None = None
     evaluations: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -191,6 +192,58 @@ def read_checkpoint(directory: Path, model, optimizer, scheduler) -> tuple[Train
     return state, best
 
 
+# --- where the loop runs: a Ray Train worker group, or one Ray Tune trial (hyperparameter search) ---
+
+class TrainSession:
+    """A Ray Train worker (DDP across the group)."""
+
+    def __init__(self):
+        import ray.train
+        import ray.train.torch
+
+        ctx = ray.train.get_context()
+        self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
+        self.device = ray.train.torch.get_device()
+
+    def prepare_model(self, model, move_to_device: bool):
+        import ray.train.torch
+
+        return ray.train.torch.prepare_model(model, move_to_device=move_to_device)
+
+    def get_checkpoint(self):
+        import ray.train
+
+        return ray.train.get_checkpoint()
+
+    def report(self, metrics: dict[str, Any], directory: str | None, name: str) -> None:
+        import ray.train
+
+        checkpoint = ray.train.Checkpoint.from_directory(directory) if directory else None
+        ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=name)
+
+
+class TuneSession:
+    """One single-process trial of a Ray Tune search (each trial is small; trials run in parallel)."""
+
+    rank, world = 0, 1
+
+    def __init__(self):
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    def prepare_model(self, model, move_to_device: bool):
+        return model.to(self.device) if move_to_device else model
+
+    def get_checkpoint(self):
+        import ray.tune
+
+        return ray.tune.get_checkpoint()
+
+    def report(self, metrics: dict[str, Any], directory: str | None, name: str) -> None:
+        import ray.tune
+
+        ray.tune.report(metrics, checkpoint=ray.tune.Checkpoint.from_directory(directory) if directory else None)
+
+
 # --- the loop ------------------------------------------------------------------------------------
 
 def _optimizer(model, hp):
@@ -203,9 +256,9 @@ def _optimizer(model, hp):
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """Ray Train's worker function. ``config`` is plain data (see ``runner.worker_config``)."""
-    import ray.train
-    import ray.train.torch
+    """Ray Train's worker function (and a Ray Tune trial's, with ``config["tune"]``).
+
+    ``config`` is plain data (see ``runner.worker_config``)."""
     from transformers import get_scheduler
 
     from tuneline.api.finetunejob import FineTuneJobSpec
@@ -222,9 +275,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         method = method.model_copy(update={"lora": (method.lora or LoraSpec()).model_copy(
             update=config["overrides"]["lora"])})
     task = spec.task
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device()
+    session = TuneSession() if config.get("tune") else TrainSession()
+    rank, world, device = session.rank, session.world, session.device
     output_dir = Path(config["output_dir"])
     writes_outputs = rank == 0 and config.get("write_outputs", True)
 
@@ -236,7 +288,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     dtype = torch.float32
     model, params = build_model(method, task, Path(config["model_dir"]), labels=labels, dtype=dtype,
                                 gradient_checkpointing=hp.gradient_checkpointing)
-    model = ray.train.torch.prepare_model(model, move_to_device=method.type != "qlora")
+    model = session.prepare_model(model, move_to_device=method.type != "qlora")
     core = model.module if hasattr(model, "module") else model
     autocast_dtype = None
     if device.type == "cuda":
@@ -253,7 +305,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                               num_training_steps=total_steps)
 
     state, best_weights = TrainState(), None
-    resume = ray.train.get_checkpoint()
+    resume = session.get_checkpoint()
     resume_dir = None
     if resume is not None:
         resume_dir = resume.to_directory()
@@ -308,6 +360,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 loss_total, count_total, tokens_total = _all_reduce(
                     [running_loss, float(running_count), float(window_tokens)], device)
                 state.train_tokens += int(tokens_total)
+                state.last_train_loss = loss_total / max(1.0, count_total)
                 state.train_seconds += elapsed
                 if writer is not None:
                     writer.log(state.step, {
@@ -322,7 +375,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
         # --- evaluate, decide on early stopping, checkpoint -------------------------------------
         eval_start = time.perf_counter()
-        metrics = evaluate(model, validation, task, hp.batch_size, pad_id, rank, world, device,
+        # the unwrapped model: DDP's forward broadcasts buffers, which would hang when ranks hold
+        # different numbers of validation batches
+        metrics = evaluate(core, validation, task, hp.batch_size, pad_id, rank, world, device,
                            num_labels=len(labels or [])) if validation else {}
         if "eval_loss" in metrics:
             loss_now = metrics["eval_loss"]
@@ -342,18 +397,17 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         if writer is not None:
             writer.log(state.step, {"epoch": state.epoch, **metrics,
                                     **({"stopped_early": state.stopped_early} if state.stopped_early else {})})
-        report_metrics = {"step": state.step, "epoch": state.epoch,
+        report_metrics = {"step": state.step, "epoch": state.epoch, "train_loss": state.last_train_loss,
                           "train_tokens": state.train_tokens, "train_seconds": state.train_seconds,
                           "tokens_per_second": state.train_tokens / state.train_seconds if state.train_seconds else 0,
                           **metrics, **({"best_eval_loss": state.best_eval_loss} if state.best_eval_loss else {})}
         with tempfile.TemporaryDirectory() as tmp:
-            checkpoint = None
             if rank == 0:
                 # the best weights travel with the checkpoint only when they are not its own weights
                 write_checkpoint(Path(tmp), core, optimizer, scheduler, state,
                                  best_weights if state.best_step not in (None, state.step) else None)
-                checkpoint = ray.train.Checkpoint.from_directory(tmp)
-            ray.train.report(report_metrics, checkpoint=checkpoint, checkpoint_dir_name=f"step-{state.step}")
+            session.report({k: v for k, v in report_metrics.items() if v is not None},
+                           tmp if rank == 0 else None, f"step-{state.step}")
         if writer is not None:
             writer.log(state.step, {"checkpoint": f"{contract.CHECKPOINTS_DIR}/step-{state.step}",
                                     "eval_seconds": round(time.perf_counter() - eval_start, 2)})

@@ -95,7 +95,7 @@ class _ProgressRelay(threading.Thread):
         self.poll()
 
 
-def start_ray(workers: int, cpus_per_worker: int, use_gpu: bool) -> bool:
+def start_ray(workers: int, cpus_per_worker: int, use_gpu: bool, log_to_driver: bool = True) -> bool:
     """Connect to the cluster's Ray (in a RayJob) or start a small local one. True when started here."""
     import ray
 
@@ -110,7 +110,7 @@ def start_ray(workers: int, cpus_per_worker: int, use_gpu: bool) -> bool:
 
         gpus = torch.cuda.device_count()
     ray.init(num_cpus=max(available_cpus(), workers * cpus_per_worker), num_gpus=gpus, include_dashboard=False,
-             log_to_driver=os.environ.get("TUNELINE_RAY_LOGS", "1") == "1", configure_logging=False)
+             log_to_driver=log_to_driver, configure_logging=False)
     return True
 
 
@@ -142,6 +142,9 @@ def run_training(spec, output_dir: Path, volumes: dict[str, Path] | None = None,
     started = time.time()
     output_dir = Path(output_dir).resolve()
     check_method_available(spec.method.type)
+    from tuneline_workloads.train.search import check_search_available
+
+    check_search_available(spec)
     model_dir = resolve_base_model(spec, volumes)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     if tokenizer.pad_token_id is None:
@@ -180,7 +183,10 @@ def run_training(spec, output_dir: Path, volumes: dict[str, Path] | None = None,
     config = worker_config(spec, output_dir, model_dir, data_path, plan["threads"],
                            resume_from=str(resume_from) if resume_from else None)
     relay = _ProgressRelay(output_dir / contract.PROGRESS_FILE, on_progress) if on_progress else None
-    started_ray = start_ray(plan["workers"], plan["cpus_per_worker"], plan["use_gpu"])
+    # with a progress callback the caller shows progress itself: workers' log lines would garble it
+    # (a failure still surfaces as the exception fit() raises); TUNELINE_RAY_LOGS=1 brings them back
+    log_to_driver = os.environ.get("TUNELINE_RAY_LOGS", "0" if on_progress else "1") == "1"
+    started_ray = start_ray(plan["workers"], plan["cpus_per_worker"], plan["use_gpu"], log_to_driver)
     try:
         if relay:
             relay.start()

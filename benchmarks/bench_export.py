@@ -133,6 +133,9 @@ def bench_lm(precisions: list[str], max_new_tokens: int) -> dict:
 
 def markdown(res: dict) -> str:
     lines = [f"# Export benchmark ({res['when']}, {res['machine']})", "",
+             f"Load average before / after: {res.get('loadAverageBefore', float('nan')):.1f} / "
+             f"{res.get('loadAverageAfter', float('nan')):.1f} (above the core count the ratios are not "
+             "trustworthy: PyTorch's thread pool suffers most from sharing the cores)", "",
              "Classifier (fine-tuned all-MiniLM-L6-v2 stand-in), median latency in ms:", "",
              "| batch | tokens | PyTorch eager | ORT fp32 | ratio | ORT INT8 | ratio |", "|---|---|---|---|---|---|---|"]
     for name, row in res["classifier"]["variants"].items():
@@ -164,9 +167,10 @@ def main() -> int:
     import os
 
     res = {"when": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()}, "
-           f"{len(os.sched_getaffinity(0))} cores", "smoke": args.smoke}
+           f"{len(os.sched_getaffinity(0))} cores", "smoke": args.smoke, "loadAverageBefore": os.getloadavg()[0]}
     res["classifier"] = bench_classifier(reps=10 if args.smoke else 50)
     res["lm"] = bench_lm(["fp32"] if args.smoke else ["fp32", "int4"], 24 if args.smoke else 64)
+    res["loadAverageAfter"] = os.getloadavg()[0]
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "export-smoke" if args.smoke else "export"
     (args.out / f"{stem}.json").write_text(json.dumps(res, indent=2))

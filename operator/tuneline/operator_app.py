@@ -11,7 +11,9 @@ the controller settings. The Helm chart sets them from its values.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 from typing import Any
 
 import kopf
@@ -37,6 +39,14 @@ def configure(settings: kopf.OperatorSettings, logger: Any, **_: Any) -> None:
     settings.execution.max_workers = 16
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
+    # kopf keeps a finalizer on objects with timers until the timer exits; a timer caught mid-reconcile
+    # by a deletion is re-checked after cancellation_polling (60 s by default): `kubectl delete` would hang
+    settings.background.cancellation_polling = 1.0
+    # with several replicas kopf pauses a replica only for a peer of *higher* priority: derive distinct
+    # priorities from the pod name so exactly one replica is active
+    pod_name = os.environ.get("POD_NAME")
+    if pod_name:
+        settings.peering.priority = int(hashlib.sha256(pod_name.encode()).hexdigest()[:6], 16)
     metrics.serve(SETTINGS.metrics_port)
     logger.info("tuneline operator started (metrics on :%s)", SETTINGS.metrics_port)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from serving_cases import CASES, SETTINGS, case_md, md
+from serving_cases import SETTINGS, case_md, md
 from tuneline.builders.serving import (GPU_UTIL_METRIC, build_hpa, build_httproute, build_pdb, build_podmonitor,
                                        build_scaledobject, prometheus_adapter_rules, prometheus_adapter_rules_yaml)
 

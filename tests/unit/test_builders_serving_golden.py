@@ -4,13 +4,10 @@ tests/unit/golden/serving/), plus the properties every one of them must have."""
 from __future__ import annotations
 
 import pytest
-import yaml
 
 from serving_cases import CANARY_MODEL, CASES, MODEL, SETTINGS, case_md, check_golden, md
 from tuneline.builders.common import MANAGED_BY
-from tuneline.builders.serving import (GPU_UTIL_METRIC, MD_LABEL, REVISION_LABEL, build_hpa, build_serving,
-                                       build_triton_deployment, prometheus_adapter_rules,
-                                       prometheus_adapter_rules_yaml)
+from tuneline.builders.serving import MD_LABEL, REVISION_LABEL, build_serving
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -192,7 +192,7 @@ def reconcile(namespace: str, name: str, k: Kube | None = None, settings: Settin
                     conflicts += 1
                     if conflicts > settings.conflict_retries:
                         result = "conflict"
-                        raise kopf.TemporaryError(f"status kept conflicting; retrying later",
+                        raise kopf.TemporaryError("status kept conflicting; retrying later",
                                                   delay=settings.conflict_backoff_seconds * 4) from None
                     time.sleep(settings.conflict_backoff_seconds * min(conflicts, 4) * 0.25)
                     continue
@@ -237,8 +237,6 @@ def _step(k: Kube, namespace: str, name: str, settings: Settings) -> bool:
     observed = Observed(target=target, revisions=revisions, metrics=canary_metrics,
                         generation=meta.get("generation"), target_problem=message if problem else None,
                         canary_ready_timeout_seconds=settings.canary_ready_timeout_seconds)
-    if target is None and not problem and message:
-        observed.target_problem = None
     act = next_rollout_action(spec, status, observed, now)
     if act.stable is None and message:
         for c in act.status.get("conditions") or []:

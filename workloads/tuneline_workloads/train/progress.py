@@ -103,8 +103,9 @@ def read_metrics(output_dir: Path) -> list[dict[str, Any]]:
 def plot_losses(output_dir: Path, path: Path | None = None) -> Path | None:
     """loss.png: training loss per step and validation loss per evaluation, from metrics.jsonl."""
     rows = read_metrics(output_dir)
-    train = [(r["step"], r["train_loss"]) for r in rows if "train_loss" in r]
-    val = [(r["step"], r["eval_loss"]) for r in rows if "eval_loss" in r]
+    # a resumed run logs again the steps after its checkpoint that the killed run had logged: the latest wins
+    train = sorted({r["step"]: r["train_loss"] for r in rows if "train_loss" in r}.items())
+    val = sorted({r["step"]: r["eval_loss"] for r in rows if "eval_loss" in r}.items())
     if not train and not val:
         return None
     import matplotlib

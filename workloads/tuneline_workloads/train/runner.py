@@ -123,8 +123,10 @@ def worker_plan(spec) -> dict[str, Any]:
     in_cluster = bool(os.environ.get("RAY_ADDRESS"))
     use_gpu = spec.resources.gpus_per_worker > 0 and (in_cluster or torch.cuda.is_available())
     if in_cluster:
-        cpus = max(1, int(float(str(spec.resources.cpu).rstrip("m")) / (1000 if str(spec.resources.cpu).endswith("m")
-                                                                        else 1)) - 1)
+        # one pod per worker with spec.resources.cpu; a core is left to Ray's own processes
+        cpu = str(spec.resources.cpu)
+        cores = float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
+        cpus = max(1, int(cores) - 1)
     else:
         cpus = max(1, available_cpus() // workers)
     return {"workers": workers, "cpus_per_worker": cpus, "threads": cpus, "use_gpu": use_gpu,
@@ -163,6 +165,10 @@ def run_training(spec, output_dir: Path, volumes: dict[str, Path] | None = None,
         if (output_dir / contract.TENSORBOARD_DIR).exists():
             shutil.move(output_dir / contract.TENSORBOARD_DIR,
                         output_dir / f"{contract.TENSORBOARD_DIR}.previous-{time.strftime('%Y%m%d-%H%M%S')}")
+    # a progress.json left by an interrupted run would show its later step until the workers start
+    write_json_atomic(output_dir / contract.PROGRESS_FILE, {
+        "phase": "Training", "step": int(resume_from.name[5:]) if resume_from else 0, "totalSteps": None,
+        "percent": 0, "etaSeconds": None, "metrics": {}, "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     (output_dir / contract.CHECKPOINTS_DIR).mkdir(exist_ok=True)
     write_json_atomic(output_dir / contract.CHECKPOINTS_DIR / SPEC_DIGEST_FILE, {"digest": digest})
 

@@ -272,6 +272,7 @@ def run_modeldeployment(md: ModelDeployment, ctx: RunContext, port: int | None =
                                           "model": model_name, "modelVersion": version, "task": spec.task}))
     command = [str(_serve_python()), "-m", "tuneline_workloads.gateway",
                "--triton-grpc", server.grpc_url, "--triton-http", server.http_url,
+               "--triton-metrics", server.metrics_url,
                "--model", model_name, "--task", spec.task, "--port", str(gateway_port),
                "--config", str(gateway_config),
                "--audit-log", str(ctx.state.log_path(kind, name, "audit"))]

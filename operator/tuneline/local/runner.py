@@ -9,7 +9,9 @@ state directory instead of the API server.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +66,63 @@ def ensure_base_model(job: FineTuneJob, volumes: dict[str, Path]) -> Path:
     return path
 
 
+class TrainingError(Exception):
+    def __init__(self, message: str, reason: FailureReason, exit_code: int):
+        super().__init__(message)
+        self.reason, self.exit_code = reason, exit_code
+
+
+# exit codes of `python -m tuneline_workloads.train` -> (failure reason, CLI exit code)
+_TRAINER_EXITS = {2: (FailureReason.INVALID_DATASET, 2), 3: (FailureReason.INVALID_SPEC, 2)}
+
+
+def train_in_subprocess(job: FineTuneJob, output_dir: Path, ctx: RunContext, log: Path,
+                        on_progress: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Run the trainer's own entry point (the one a training pod runs) in a child process.
+
+    Ray lives and dies with that process, never with the CLI that goes on to start servers;
+    progress comes from the progress file the trainer rewrites, as the operator would read it.
+    """
+    from tuneline_workloads import contract
+
+    spec_file = ctx.state.run_dir(job.kind, job.metadata.name) / "finetunejob.json"
+    spec_file.write_text(json.dumps(job.wire()))
+    command = [sys.executable, "-m", "tuneline_workloads.train", "--spec", str(spec_file),
+               "--output", str(output_dir)]
+    command += [arg for name, directory in ctx.volumes.items() for arg in ("--volume", f"{name}={directory}")]
+    progress_file = output_dir / contract.PROGRESS_FILE
+    started = time.time()
+    last_update = None
+    with open(log, "ab") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            while process.poll() is None:
+                time.sleep(0.5)
+                try:
+                    if progress_file.stat().st_mtime >= started and progress_file.stat().st_mtime != last_update:
+                        last_update = progress_file.stat().st_mtime
+                        on_progress(json.loads(progress_file.read_text()))
+                except (OSError, ValueError):
+                    pass  # not written yet, or being replaced
+        except KeyboardInterrupt:
+            process.send_signal(signal.SIGINT)  # the trainer stops Ray and keeps its checkpoints
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            raise
+    if process.returncode != 0:
+        lines = log.read_text(errors="replace").splitlines()
+        error = next((line.removeprefix("error: ") for line in reversed(lines) if line.startswith("error: ")),
+                     f"the trainer exited with {process.returncode}")
+        reason, exit_code = _TRAINER_EXITS.get(process.returncode, (FailureReason.TRAINING_FAILED, 1))
+        if reason is FailureReason.TRAINING_FAILED:
+            error += f"; checkpoints kept in {output_dir / contract.CHECKPOINTS_DIR}, rerun to resume"
+        raise TrainingError(error, reason, exit_code)
+    on_progress(json.loads(progress_file.read_text()))
+    return json.loads((output_dir / contract.REPORT_FILE).read_text())
+
+
 def run_finetunejob(job: FineTuneJob, ctx: RunContext) -> dict[str, Any]:
     from tuneline_workloads.storage import resolve_uri
 
@@ -100,9 +159,6 @@ def run_finetunejob(job: FineTuneJob, ctx: RunContext) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - any failure here is a bad spec or a missing model
         raise fail(FailureReason.INVALID_SPEC, f"spec.baseModel: {exc}", 2) from exc
 
-    from tuneline_workloads.data import DatasetError
-    from tuneline_workloads.train import run_training
-
     def training_progress(info: dict[str, Any]) -> None:
         status["progress"] = {k: info[k] for k in ("epoch", "step", "totalSteps", "percent", "etaSeconds")
                               if info.get(k) is not None}
@@ -111,10 +167,9 @@ def run_finetunejob(job: FineTuneJob, ctx: RunContext) -> dict[str, Any]:
         save()
         ctx.on_progress("train", info)
 
+    log = ctx.state.log_path(kind, name, "train")
     try:
-        report = run_training(job.spec, output_dir, ctx.volumes, on_progress=training_progress)
-    except DatasetError as exc:
-        raise fail(FailureReason.INVALID_DATASET, str(exc), 2) from exc
+        report = train_in_subprocess(job, output_dir, ctx, log, training_progress)
     except KeyboardInterrupt:
         message = (f"interrupted; checkpoints kept in {output_dir / 'checkpoints'} — rerun "
                    f"`tuneline run -f <manifest>` to resume from the latest one")
@@ -122,9 +177,8 @@ def run_finetunejob(job: FineTuneJob, ctx: RunContext) -> dict[str, Any]:
         status["reason"] = "Interrupted"
         save()
         raise
-    except Exception as exc:  # noqa: BLE001
-        raise fail(FailureReason.TRAINING_FAILED,
-                   f"training failed: {exc}; checkpoints kept in {output_dir / 'checkpoints'}, rerun to resume") from exc
+    except TrainingError as exc:
+        raise fail(exc.reason, f"{exc} (log: {log})", exc.exit_code) from exc
     status["metrics"] = {**status.get("metrics", {}), **_camel_metrics(report)}
     status["artifacts"] = {"checkpoint": str(output_dir / "checkpoints"), "report": str(output_dir / "report.json")}
     for key, sub in (("adapter", "adapter"), ("merged", "merged")):
@@ -167,11 +221,23 @@ def run_finetunejob(job: FineTuneJob, ctx: RunContext) -> dict[str, Any]:
     return status
 
 
+def parity_inputs(job: FineTuneJob, volumes: dict[str, Path]) -> Path | None:
+    """In-domain inputs for the export's parity check: the held-out set, else (classifiers) the
+    validation or training rows. Generic sentences sit near the decision boundary of a domain
+    classifier, where an INT8 export flips labels that real inputs never see."""
+    from tuneline_workloads.storage import resolve_uri
+
+    dataset = job.spec.dataset
+    source = dataset.held_out
+    if source is None and job.spec.task == "sequence-classification":
+        source = dataset.validation or dataset.train
+    return resolve_uri(source.uri, volumes) if source is not None else None
+
+
 def export_and_package(job: FineTuneJob, output_dir: Path, ctx: RunContext) -> dict[str, Any]:
     """Export the trained model (parity-gated) and add it as a new version to the Triton repository."""
     from tuneline_workloads import contract
     from tuneline_workloads.export import run_export
-    from tuneline_workloads.storage import resolve_uri
     from tuneline_workloads.triton.repository import add_model_version
 
     model_dir = output_dir / contract.MERGED_DIR
@@ -179,8 +245,7 @@ def export_and_package(job: FineTuneJob, output_dir: Path, ctx: RunContext) -> d
         raise StepFailed(f"{model_dir} is missing: export needs a merged model (spec.method.mergeAdapter: true)")
     labels_file = output_dir / contract.LABELS_FILE
     labels = json.loads(labels_file.read_text()) if labels_file.exists() else None
-    held_out = (resolve_uri(job.spec.dataset.held_out.uri, ctx.volumes)
-                if job.spec.dataset.held_out is not None else None)
+    held_out = parity_inputs(job, ctx.volumes)
     export_dir = output_dir / contract.EXPORT_DIR
     report = run_export(job.spec.task, model_dir, export_dir, job.spec.export, held_out=held_out, labels=labels,
                         on_progress=lambda info: ctx.on_progress("export", info))

@@ -177,6 +177,14 @@ def write_checkpoint(directory: Path, model, optimizer, scheduler, state: TrainS
     (directory / MANIFEST_FILE).write_text(json.dumps({"step": state.step, "files": files}))
 
 
+def checkpoint_weights(directory: Path) -> tuple[TrainState, dict[str, torch.Tensor]]:
+    """The state of a checkpoint and the weights it stands for (its best ones when it carries them)."""
+    state = TrainState(**json.loads((directory / STATE_FILE).read_text()))
+    best_file = directory / BEST_WEIGHTS_FILE
+    weights = torch.load(best_file if best_file.exists() else directory / WEIGHTS_FILE, map_location="cpu")
+    return state, weights
+
+
 def read_checkpoint(directory: Path, model, optimizer, scheduler) -> tuple[TrainState, dict | None]:
     from tuneline_workloads.train.methods import load_trainable_state
 

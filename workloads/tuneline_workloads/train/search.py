@@ -78,7 +78,6 @@ def run_search(spec, output_dir: Path, model_dir: Path, data_path: Path, prepare
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
-    from tuneline_workloads.train.loop import read_checkpoint, schedule
     from tuneline_workloads.train.runner import available_cpus, finish, worker_config
 
     search = spec.search
@@ -151,7 +150,7 @@ def run_search(spec, output_dir: Path, model_dir: Path, data_path: Path, prepare
     target = output_dir / contract.CHECKPOINTS_DIR / f"step-{state_step}"
     if not target.exists():
         shutil.copytree(checkpoint_dir, target)
-    _write_outputs(spec, output_dir, model_dir, prepared, overrides, target, schedule, read_checkpoint)
+    _write_outputs(spec, output_dir, model_dir, prepared, overrides, target)
     plan = {"workers": 1, "cpus_per_worker": threads, "use_gpu": False}
     return finish(spec, output_dir, model_dir, prepared.report, started=started, resumed_from=None, plan=plan,
                   volumes=volumes, extra={"search": {"algorithm": search.algorithm, "metric": metric, "mode": mode,
@@ -161,12 +160,12 @@ def run_search(spec, output_dir: Path, model_dir: Path, data_path: Path, prepare
                                                      "trials": trials}})
 
 
-def _write_outputs(spec, output_dir: Path, model_dir: Path, prepared, overrides, checkpoint: Path,
-                   schedule, read_checkpoint) -> None:
+def _write_outputs(spec, output_dir: Path, model_dir: Path, prepared, overrides, checkpoint: Path) -> None:
     import torch
     from transformers import AutoTokenizer
 
     from tuneline.api.finetunejob import LoraConfig as LoraSpec
+    from tuneline_workloads.train.loop import checkpoint_weights, schedule
     from tuneline_workloads.train.methods import build_model, load_trainable_state, save_outputs
     from tuneline_workloads.train.progress import ProgressWriter
 
@@ -175,11 +174,8 @@ def _write_outputs(spec, output_dir: Path, model_dir: Path, prepared, overrides,
         method = method.model_copy(update={"lora": (method.lora or LoraSpec()).model_copy(update=overrides["lora"])})
     hp = spec.hyperparameters.model_copy(update=overrides["hyperparameters"])
     model, params = build_model(method, spec.task, model_dir, labels=prepared.labels)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=hp.learning_rate)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    state, best = read_checkpoint(checkpoint, model, optimizer, scheduler)
-    if best is not None:
-        load_trainable_state(model, best)
+    state, weights = checkpoint_weights(checkpoint)
+    load_trainable_state(model, weights)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     written = save_outputs(model, tokenizer, method, spec.task, output_dir, labels=prepared.labels)
     if prepared.labels is not None:

@@ -28,7 +28,7 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode="rich",
 )
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # error lines stay whole for grep and scripts
 
 
 class OutputFormat(str, Enum):

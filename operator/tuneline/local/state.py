@@ -60,7 +60,8 @@ class LocalState:
         return (read_json(self.run_dir(kind, name) / "spec.json", {}) or {}).get("digest")
 
     def save_spec(self, kind: str, name: str, spec: dict[str, Any]) -> None:
-        write_json_atomic(self.run_dir(kind, name) / "spec.json", {"digest": self.spec_digest(spec), "spec": spec})
+        write_json_atomic(self.run_dir(kind, name) / "spec.json",
+                          {"kind": kind, "name": name, "digest": self.spec_digest(spec), "spec": spec})
 
     def log_path(self, kind: str, name: str, what: str) -> Path:
         return self.run_dir(kind, name) / f"{what}.log"

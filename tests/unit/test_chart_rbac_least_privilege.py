@@ -60,7 +60,10 @@ def test_operator_rules_cover_what_the_controllers_create():
         assert ("tuneline.io", f"{res}/status", "patch") in allowed
         assert ("tuneline.io", f"{res}/finalizers", "update") in allowed
     assert ("", "events", "create") in allowed
-    assert not {res for g, res, v in allowed if res in ("pods", "secrets", "nodes", "namespaces")}
+    assert not {res for g, res, v in allowed if res in ("secrets", "nodes", "namespaces")}
+    # pods: only listed, to find a canary revision's pods for its gateway metrics when no Prometheus is set
+    assert {v for g, res, v in allowed if res == "pods"} == {"list"}
+    assert {v for g, res, v in allowed if res == "deployments/scale"} == {"get", "patch"}
 
 
 def test_operator_can_create_the_per_job_workload_role():

@@ -47,6 +47,14 @@ Secrets (see rbac.secretNames); no RBAC objects, so the operator cannot grant an
 - apiGroups: [apps]
   resources: [deployments]
   verbs: [get, list, watch, create, patch, delete]
+# replica counts of the stable and canary revisions (canary weight by replica ratio, fixed replicas)
+- apiGroups: [apps]
+  resources: [deployments/scale]
+  verbs: [get, patch]
+# canary analysis without Prometheus: find the revision's pods to read their gateway /metrics
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list]
 # autoscaling on GPU utilisation
 - apiGroups: [autoscaling]
   resources: [horizontalpodautoscalers]

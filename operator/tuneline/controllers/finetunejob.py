@@ -19,8 +19,6 @@ import logging
 import os
 import socket
 import threading
-import time
-from collections import defaultdict
 from datetime import datetime, timezone
 from typing import Any
 
@@ -31,6 +29,7 @@ from tuneline.api import API_VERSION, GROUP, VERSION, Phase
 from tuneline.builders import JOB_LABEL, MANAGED_BY, MANAGED_BY_VALUE, export_job_name
 from tuneline.controllers.finetunejob_logic import Action, next_action
 from tuneline.controllers.kube import ApiError, Kube
+from tuneline.controllers.reconcile_loop import run_steps
 from tuneline.settings import Settings
 
 log = logging.getLogger("tuneline.finetunejob")
@@ -46,8 +45,6 @@ REPORTING_INSTANCE = os.environ.get("POD_NAME") or socket.gethostname()
 
 _kube: Kube | None = None
 _kube_lock = threading.Lock()
-_locks: dict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
-_locks_guard = threading.Lock()
 
 
 def kube() -> Kube:
@@ -57,10 +54,6 @@ def kube() -> Kube:
             _kube = Kube()
         return _kube
 
-
-def _key_lock(namespace: str, name: str) -> threading.Lock:
-    with _locks_guard:
-        return _locks[(namespace, name)]
 
 
 def children_selector(name: str) -> str:
@@ -81,39 +74,7 @@ def reconcile(namespace: str, name: str, k: Kube | None = None, settings: Settin
     """Step the job until it waits on something. Serialised per job inside this process; safe to run
     in several processes at once (optimistic concurrency on the status, create-if-absent children)."""
     k = k or kube()
-    started = time.monotonic()
-    result = "ok"
-    try:
-        with _key_lock(namespace, name):
-            conflicts = 0
-            steps = 0
-            while steps < MAX_STEPS:
-                try:
-                    again = _step(k, namespace, name, settings)
-                except ApiError as exc:
-                    if not exc.conflict:
-                        raise
-                    conflicts += 1
-                    metrics.RECONCILES.labels(KIND, "conflict").inc()
-                    if conflicts > settings.conflict_retries:
-                        result = "conflict"
-                        raise kopf.TemporaryError(f"status kept conflicting ({exc.status}); retrying later",
-                                                  delay=settings.conflict_backoff_seconds * 4) from None
-                    time.sleep(settings.conflict_backoff_seconds * min(conflicts, 4) * 0.25)
-                    continue
-                steps += 1
-                if not again:
-                    break
-    except kopf.TemporaryError:
-        result = "requeue"
-        raise
-    except Exception as exc:
-        result = "error"
-        metrics.ERRORS.labels(KIND, type(exc).__name__).inc()
-        raise
-    finally:
-        metrics.RECONCILES.labels(KIND, result).inc()
-        metrics.DURATION.labels(KIND).observe(time.monotonic() - started)
+    run_steps(KIND, namespace, name, lambda: _step(k, namespace, name, settings), settings, MAX_STEPS)
 
 
 def _step(k: Kube, namespace: str, name: str, settings: Settings) -> bool:

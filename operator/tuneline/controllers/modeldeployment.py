@@ -23,15 +23,12 @@ import logging
 import os
 import socket
 import threading
-import time
-from collections import defaultdict
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlparse
 
 import kopf
 
-from tuneline import metrics
 from tuneline.api import API_VERSION, GROUP, VERSION, ModelDeployment, ModelDeploymentSpec
 from tuneline.builders.common import MANAGED_BY, MANAGED_BY_VALUE
 from tuneline.builders.serving import (MD_LABEL, MODEL_NAME_ANNOTATION, MODEL_URI_ANNOTATION,
@@ -41,6 +38,7 @@ from tuneline.controllers import handoff
 from tuneline.controllers import kube as kube_mod
 from tuneline.controllers.canary_metrics import MetricsSource, PodScrapeSource, PrometheusSource
 from tuneline.controllers.kube import ApiError, Kube
+from tuneline.controllers.reconcile_loop import run_steps
 from tuneline.controllers.rollout import Observed, RevisionState, RolloutAction, next_rollout_action, parse_time
 from tuneline.settings import Settings
 
@@ -71,8 +69,6 @@ SINGLETON_KINDS = (("autoscaling/v2", "HorizontalPodAutoscaler"), ("keda.sh/v1al
 _kube: Kube | None = None
 _kube_lock = threading.Lock()
 _source: MetricsSource | None = None
-_locks: dict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
-_locks_guard = threading.Lock()
 
 
 def kube() -> Kube:
@@ -103,10 +99,6 @@ def set_metrics_source(source: MetricsSource | None) -> None:
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
-
-def _key_lock(namespace: str, name: str) -> threading.Lock:
-    with _locks_guard:
-        return _locks[(namespace, name)]
 
 
 # --- what the spec asks for -------------------------------------------------------------------------
@@ -178,37 +170,7 @@ def observe_revisions(deployments: list[dict[str, Any]]) -> dict[int, RevisionSt
 # --- reconcile -------------------------------------------------------------------------------------
 def reconcile(namespace: str, name: str, k: Kube | None = None, settings: Settings = SETTINGS) -> None:
     k = k or kube()
-    started = time.monotonic()
-    result = "ok"
-    try:
-        with _key_lock(namespace, name):
-            conflicts = steps = 0
-            while steps < MAX_STEPS:
-                try:
-                    again = _step(k, namespace, name, settings)
-                except ApiError as exc:
-                    if not exc.conflict:
-                        raise
-                    conflicts += 1
-                    if conflicts > settings.conflict_retries:
-                        result = "conflict"
-                        raise kopf.TemporaryError("status kept conflicting; retrying later",
-                                                  delay=settings.conflict_backoff_seconds * 4) from None
-                    time.sleep(settings.conflict_backoff_seconds * min(conflicts, 4) * 0.25)
-                    continue
-                steps += 1
-                if not again:
-                    break
-    except kopf.TemporaryError:
-        result = "requeue"
-        raise
-    except Exception as exc:
-        result = "error"
-        metrics.ERRORS.labels(KIND, type(exc).__name__).inc()
-        raise
-    finally:
-        metrics.RECONCILES.labels(KIND, result).inc()
-        metrics.DURATION.labels(KIND).observe(time.monotonic() - started)
+    run_steps(KIND, namespace, name, lambda: _step(k, namespace, name, settings), settings, MAX_STEPS)
 
 
 def _step(k: Kube, namespace: str, name: str, settings: Settings) -> bool:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tuneline_workloads import contract
-from tuneline_workloads.data import DatasetError, prepare_data, write_json_atomic
+from tuneline_workloads.data import prepare_data, write_json_atomic
 from tuneline_workloads.storage import resolve_uri
 from tuneline_workloads.train.loop import latest_checkpoint, train_loop_per_worker
 from tuneline_workloads.train.methods import check_method_available

@@ -29,7 +29,7 @@ import os
 import shutil
 import struct
 import tempfile
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any

@@ -11,7 +11,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/versions.env"
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 
-key="$(sha256sum "$here/versions.env" "$here/build-controlplane.sh" | sha256sum | cut -c1-12)"
+# the key is the content of the pins and of this script, not where the checkout lives
+key="$(cat "$here/versions.env" "$here/build-controlplane.sh" | sha256sum | cut -c1-12)"
 cache="${TUNELINE_CACHE:-$HOME/.cache/tuneline}/controlplane/$key"
 bin="$cache/bin"
 if [[ "${1:-}" == "--print-dir" ]]; then echo "$bin"; exit 0; fi

@@ -16,8 +16,6 @@ garbage collector do the same when the operator is not running.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 from datetime import datetime, timezone
 from typing import Any
@@ -29,6 +27,7 @@ from tuneline.api import API_VERSION, GROUP, VERSION, Phase
 from tuneline.builders import JOB_LABEL, MANAGED_BY, MANAGED_BY_VALUE, export_job_name
 from tuneline.controllers.finetunejob_logic import Action, next_action
 from tuneline.controllers.kube import ApiError, Kube
+from tuneline.controllers import reconcile_loop
 from tuneline.controllers.reconcile_loop import run_steps
 from tuneline.settings import Settings
 
@@ -41,7 +40,6 @@ MAX_STEPS = 10
 CHILD_KINDS = (("ray.io/v1", "RayJob"), ("batch/v1", "Job"), ("v1", "ConfigMap"),
                ("rbac.authorization.k8s.io/v1", "RoleBinding"), ("rbac.authorization.k8s.io/v1", "Role"),
                ("v1", "ServiceAccount"))
-REPORTING_INSTANCE = os.environ.get("POD_NAME") or socket.gethostname()
 
 _kube: Kube | None = None
 _kube_lock = threading.Lock()
@@ -166,25 +164,7 @@ def _handoff(k: Kube, body: dict[str, Any], act: Action) -> None:
 
 
 def post_event(k: Kube, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
-    """A core/v1 Event on the FineTuneJob (kubectl describe ftj shows it). Best effort."""
-    meta = body["metadata"]
-    stamp = utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
-    micro = utcnow().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    event = {
-        "apiVersion": "v1", "kind": "Event",
-        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta.get("namespace") or "default"},
-        "involvedObject": {"apiVersion": API_VERSION, "kind": KIND, "name": meta["name"],
-                           "namespace": meta.get("namespace"), "uid": meta.get("uid"),
-                           "resourceVersion": meta.get("resourceVersion")},
-        "type": type_, "reason": reason, "message": message[:1024],
-        "source": {"component": "tuneline-operator"},
-        "reportingComponent": "tuneline.io/operator", "reportingInstance": REPORTING_INSTANCE[:128],
-        "action": reason, "firstTimestamp": stamp, "lastTimestamp": stamp, "eventTime": micro, "count": 1,
-    }
-    try:
-        k.create(event)
-    except Exception as exc:  # noqa: BLE001 - an event is never worth failing a reconcile
-        log.warning("could not post event %s on %s: %s", reason, meta["name"], exc)
+    reconcile_loop.post_event(k, KIND, body, type_, reason, message)
 
 
 # --- kopf handlers ---------------------------------------------------------------------------------

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
 import threading
 from datetime import datetime, timezone
 from typing import Any
@@ -38,6 +36,7 @@ from tuneline.controllers import handoff
 from tuneline.controllers import kube as kube_mod
 from tuneline.controllers.canary_metrics import MetricsSource, PodScrapeSource, PrometheusSource
 from tuneline.controllers.kube import ApiError, Kube
+from tuneline.controllers import reconcile_loop
 from tuneline.controllers.reconcile_loop import run_steps
 from tuneline.controllers.rollout import Observed, RevisionState, RolloutAction, next_rollout_action, parse_time
 from tuneline.settings import Settings
@@ -48,7 +47,6 @@ KIND = "ModelDeployment"
 PLURAL = "modeldeployments"
 FIELD_MANAGER = "tuneline"
 MAX_STEPS = 5
-REPORTING_INSTANCE = os.environ.get("POD_NAME") or socket.gethostname()
 
 # kinds this controller writes, for the generic REST helper
 for _key, _plural in {("apps/v1", "Deployment"): "deployments", ("v1", "Service"): "services",
@@ -315,25 +313,7 @@ def status_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 
 
 def post_event(k: Kube, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
-    """A core/v1 Event on the ModelDeployment (kubectl describe mdep shows it). Best effort."""
-    meta = body["metadata"]
-    now = utcnow()
-    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-    event = {
-        "apiVersion": "v1", "kind": "Event",
-        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta.get("namespace") or "default"},
-        "involvedObject": {"apiVersion": API_VERSION, "kind": KIND, "name": meta["name"],
-                           "namespace": meta.get("namespace"), "uid": meta.get("uid")},
-        "type": type_, "reason": reason, "message": message[:1024],
-        "source": {"component": "tuneline-operator"},
-        "reportingComponent": "tuneline.io/operator", "reportingInstance": REPORTING_INSTANCE[:128],
-        "action": reason, "firstTimestamp": stamp, "lastTimestamp": stamp,
-        "eventTime": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "count": 1,
-    }
-    try:
-        k.create(event)
-    except Exception as exc:  # noqa: BLE001 - an event is never worth failing a reconcile
-        log.warning("could not post event %s on %s: %s", reason, meta["name"], exc)
+    reconcile_loop.post_event(k, KIND, body, type_, reason, message)
 
 
 # --- kopf handlers ---------------------------------------------------------------------------------

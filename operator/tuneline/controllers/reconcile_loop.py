@@ -1,18 +1,25 @@
-"""The read → decide → apply loop both controllers run, with its locking, conflict retries and metrics."""
+"""What both controllers share: the read → decide → apply loop (locking, conflict retries, metrics)
+and posting Events."""
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
 import threading
 import time
 from collections import defaultdict
-from typing import Callable
+from datetime import datetime, timezone
+from typing import Any, Callable
 
 import kopf
 
 from tuneline import metrics
-from tuneline.controllers.kube import ApiError
+from tuneline.api import API_VERSION
+from tuneline.controllers.kube import ApiError, Kube
 from tuneline.settings import Settings
 
+log = logging.getLogger("tuneline.operator")
 _locks: defaultdict[tuple[str, str, str], threading.Lock] = defaultdict(threading.Lock)
 _locks_guard = threading.Lock()
 
@@ -61,3 +68,29 @@ def run_steps(kind: str, namespace: str, name: str, step: Callable[[], bool], se
     finally:
         metrics.RECONCILES.labels(kind, result).inc()
         metrics.DURATION.labels(kind).observe(time.monotonic() - started)
+
+
+REPORTING_INSTANCE = os.environ.get("POD_NAME") or socket.gethostname()
+
+
+def post_event(k: Kube, kind: str, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
+    """A core/v1 Event on a tuneline object (``kubectl describe`` shows it). Best effort."""
+    meta = body["metadata"]
+    now = datetime.now(timezone.utc)
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    event = {
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta.get("namespace") or "default"},
+        "involvedObject": {"apiVersion": API_VERSION, "kind": kind, "name": meta["name"],
+                           "namespace": meta.get("namespace"), "uid": meta.get("uid"),
+                           "resourceVersion": meta.get("resourceVersion")},
+        "type": type_, "reason": reason, "message": message[:1024],
+        "source": {"component": "tuneline-operator"},
+        "reportingComponent": "tuneline.io/operator", "reportingInstance": REPORTING_INSTANCE[:128],
+        "action": reason, "firstTimestamp": stamp, "lastTimestamp": stamp,
+        "eventTime": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "count": 1,
+    }
+    try:
+        k.create(event)
+    except Exception as exc:  # noqa: BLE001 - an event is never worth failing a reconcile
+        log.warning("could not post event %s on %s: %s", reason, meta["name"], exc)

@@ -129,3 +129,39 @@ def test_missing_dataset_names_the_path(tmp_path, models_dir):
                    state=tmp_path / "state", timeout=300)
     assert run.returncode == 2, run.stderr[-3000:]
     assert "intents/nope.jsonl" in run.stderr
+
+
+def test_ctrl_c_stops_everything_and_keeps_checkpoints(tmp_path, models_dir):
+    """Ctrl-C during training: exit 130, no process of the run left, the checkpoints kept, and the
+    status says how to resume."""
+    import signal
+    import time
+
+    import psutil
+
+    docs = list(yaml.safe_load_all((REPO / "examples/bank-assistant.yaml").read_text()))
+    job = docs[0]
+    job["spec"]["hyperparameters"].update({"epochs": 20, "batchSize": 8})
+    job["spec"]["dataset"]["preprocessing"]["maxLength"] = 96
+    manifest = tmp_path / "long-chat.yaml"
+    manifest.write_text(yaml.safe_dump(job))
+    state, out = tmp_path / "state", models_volume(tmp_path, models_dir)
+    env = {**os.environ, "TUNELINE_STATE_DIR": str(state), "HF_HUB_OFFLINE": "1"}
+    cli = subprocess.Popen([*CLI, "run", "-f", str(manifest), "--volume", "data=examples/data",
+                            "--volume", f"models={out}"], cwd=REPO, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    checkpoints = out / "bank-assistant" / "checkpoints"
+    deadline = time.monotonic() + 900
+    while not any(checkpoints.glob("step-*")) and time.monotonic() < deadline and cli.poll() is None:
+        time.sleep(1)
+    assert any(checkpoints.glob("step-*")), "no checkpoint was written"
+    started = psutil.Process(cli.pid).children(recursive=True)
+    cli.send_signal(signal.SIGINT)
+    output, _ = cli.communicate(timeout=120)
+    assert cli.returncode == 130, output[-3000:]
+    time.sleep(3)
+    alive = [p for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert alive == [], [p.cmdline() for p in alive]
+    assert any(checkpoints.glob("step-*")), "Ctrl-C deleted the checkpoints"
+    status = json.loads((state / "runs" / "finetunejob-bank-assistant" / "status.json").read_text())
+    assert status["reason"] == "Interrupted" and "resume" in status["message"]

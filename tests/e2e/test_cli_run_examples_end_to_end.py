@@ -101,7 +101,8 @@ def test_short_chat_example_streams_an_answer(tmp_path, models_dir):
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
         chat = tuneline("chat", "bank-assistant", "-m", "How do I block my card?", "--max-tokens", "24",
                         "-o", "json", state=state, timeout=300)
-        assert chat.returncode == 0, chat.stderr
+        assert chat.returncode == 0, (chat.stderr, (state / "processes.json").read_text(),
+                                      subprocess.run(["ps", "-ef"], capture_output=True, text=True).stdout[-3000:])
         answer = json.loads(chat.stdout)["answer"]
         assert len(answer.split()) >= 3
         audit = (state / "runs" / "modeldeployment-bank-assistant" / "audit.log").read_text()

@@ -86,7 +86,7 @@ class LocalState:
     def record_process(self, owner: str, role: str, pid: int, **info: Any) -> None:
         procs = [p for p in self.processes() if not (p["owner"] == owner and p["role"] == role)]
         procs.append({"owner": owner, "role": role, "pid": pid, "started": time.time(),
-                      "cmdline": _cmdline(pid), **info})
+                      "startTicks": _start_ticks(pid), "cmdline": _cmdline(pid), **info})
         write_json_atomic(self.processes_file, procs)
 
     def stop_processes(self, owner: str | None = None, timeout: float = 15.0) -> list[dict[str, Any]]:
@@ -132,10 +132,20 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+def _start_ticks(pid: int) -> int | None:
+    """When the process started (clock ticks since boot): unlike its command line, this does not
+    change when a freshly forked child execs, so it identifies the process we started."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
 def _alive(proc: dict[str, Any]) -> bool:
     """Alive and still the process we started (pids are reused)."""
-    current = _cmdline(proc["pid"])
-    return bool(current) and current == proc.get("cmdline", current)
+    ticks = _start_ticks(proc["pid"])
+    return ticks is not None and ticks == proc.get("startTicks", ticks)
 
 
 def _terminate_group(pid: int, timeout: float) -> None:

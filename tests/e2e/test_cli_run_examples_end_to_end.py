@@ -101,7 +101,8 @@ def test_short_chat_example_streams_an_answer(tmp_path, models_dir):
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
         chat = tuneline("chat", "bank-assistant", "-m", "How do I block my card?", "--max-tokens", "24",
                         "-o", "json", state=state, timeout=300)
-        assert chat.returncode == 0, (chat.stderr, (state / "processes.json").read_text(),
+        processes = state / "processes.json"
+        assert chat.returncode == 0, (chat.stderr, processes.read_text() if processes.exists() else "no processes.json",
                                       subprocess.run(["ps", "-ef"], capture_output=True, text=True).stdout[-3000:])
         answer = json.loads(chat.stdout)["answer"]
         assert len(answer.split()) >= 3

@@ -16,13 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "workloads")]
+
+from benchmarks.common import repeat  # noqa: E402
 
 from tests.e2e.export_fixtures import (BANK_FACTS, INTENT_HELD_OUT, INTENTS, STANDINS, bank_held_out,  # noqa: E402
                                        intent_held_out, tiny_classifier, tiny_lora_lm)
@@ -31,14 +32,7 @@ WORK = STANDINS.parent.parent / "bench-export"
 
 
 def median_ms(fn, reps: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1000
+    return repeat(fn, reps, warmup)["median"] * 1000
 
 
 def bench_classifier(reps: int) -> dict:

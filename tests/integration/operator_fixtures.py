@@ -107,15 +107,19 @@ def restricted_namespace(control_plane, namespace):
     return namespace
 
 
-@pytest.fixture
-def operator(control_plane, restricted_namespace, tmp_path, request):
-    op = OperatorProcess(control_plane, restricted_namespace, tmp_path / "operator.log")
+def run_operator(op: "OperatorProcess", request):
+    """Start ``op`` for one test, kill it afterwards, and print its log when the test failed."""
     failed_before = request.session.testsfailed
     op.start()
     yield op
     op.kill()
     if request.session.testsfailed > failed_before:
         sys.stderr.write(f"\n----- operator log ({op.log_path}) -----\n{op.log_tail(150)}\n")
+
+
+@pytest.fixture
+def operator(control_plane, restricted_namespace, tmp_path, request):
+    yield from run_operator(OperatorProcess(control_plane, restricted_namespace, tmp_path / "operator.log"), request)
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.operator_fixtures import OperatorProcess, get, get_or_none, wait_for  # noqa: F401
+from tests.integration.operator_fixtures import OperatorProcess, get, get_or_none, run_operator, wait_for  # noqa: F401
 
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
@@ -101,12 +101,7 @@ def serving_operator(control_plane, restricted_namespace, prometheus_standin, tm
     op = OperatorProcess(control_plane, restricted_namespace, tmp_path / "operator.log",
                          extra_env={"TUNELINE_PROMETHEUS_URL": prometheus_standin.url,
                                     "TUNELINE_CANARY_READY_TIMEOUT_SECONDS": "60"})
-    failed_before = request.session.testsfailed
-    op.start()
-    yield op
-    op.kill()
-    if request.session.testsfailed > failed_before:
-        sys.stderr.write(f"\n----- operator log ({op.log_path}) -----\n{op.log_tail(150)}\n")
+    yield from run_operator(op, request)
 
 
 # --- custom metrics API stand-in (prometheus-adapter's part) ---------------------------------------

@@ -184,6 +184,20 @@ def checkpoint_weights(directory: Path) -> tuple[TrainState, dict[str, torch.Ten
     return state, weights
 
 
+def checkpoint_directory(checkpoint, private_copy: Path) -> Path:
+    """Where this worker reads a Ray checkpoint from: in place when it is on a local (or mounted)
+    filesystem, else downloaded into this worker's own directory.
+
+    Ray's ``Checkpoint.to_directory()`` shares one temporary directory between the workers of a
+    node, and a worker that arrives after the first download re-downloads into it while another
+    reads — a torn ``optimizer.pt`` on resume. Reading in place (or from a private copy) avoids it."""
+    import pyarrow.fs
+
+    if isinstance(checkpoint.filesystem, pyarrow.fs.LocalFileSystem):
+        return Path(checkpoint.path)
+    return Path(checkpoint.to_directory(str(private_copy)))
+
+
 def read_checkpoint(directory: Path, model, optimizer, scheduler) -> tuple[TrainState, dict | None]:
     from tuneline_workloads.train.methods import load_trainable_state
 
@@ -312,16 +326,20 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                               num_training_steps=total_steps)
 
     state, best_weights = TrainState(), None
-    resume = session.get_checkpoint()
     resume_dir = None
-    if resume is not None:
-        resume_dir = resume.to_directory()
-    elif config.get("resume_from"):
-        resume_dir = config["resume_from"]
-    if resume_dir:
-        state, best_weights = read_checkpoint(Path(resume_dir), core, optimizer, scheduler)
-        if best_weights is None and state.best_step == state.step:
-            best_weights = trainable_state(core)
+    with tempfile.TemporaryDirectory(prefix=f"resume-rank{rank}-") as private_copy:
+        resume = session.get_checkpoint()
+        if resume is not None:
+            resume_dir = checkpoint_directory(resume, Path(private_copy))
+        elif config.get("resume_from"):
+            resume_dir = Path(config["resume_from"])
+        if resume_dir:
+            if not checkpoint_is_complete(resume_dir):
+                raise RuntimeError(f"checkpoint {resume_dir} is incomplete (its {MANIFEST_FILE} does not match "
+                                   "its files); delete it to resume from the one before")
+            state, best_weights = read_checkpoint(resume_dir, core, optimizer, scheduler)
+            if best_weights is None and state.best_step == state.step:
+                best_weights = trainable_state(core)
     writer = ProgressWriter(output_dir, total_steps, plan["steps_per_epoch"], state.step) if writes_outputs else None
     if writer is not None:
         writer.log(state.step, {"trainable_parameters": params["trainableParameters"],

@@ -5,10 +5,13 @@ The test serves ``custom.metrics.k8s.io/v1beta1`` itself (tests/integration/cust
 the stand-in for prometheus-adapter, in a network namespace the test creates: an aggregated API's
 endpoint may not be loopback) and reports ``DCGM_FI_DEV_GPU_UTIL`` for the serving pods. Everything
 else is real: kube-apiserver's aggregation layer, kube-controller-manager's HPA controller reading
-the HPA the operator built, the Deployment scale, kube-scheduler placing the new pods on the kwok
+the HPA the operator built, which scales the ModelDeployment through its scale subresource, the
+operator carrying that count to the revision's Deployment, kube-scheduler placing the new pods on the kwok
 GPU nodes."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
@@ -42,6 +45,10 @@ def test_hpa_scales_up_above_target_and_down_below_it(control_plane, serving_ope
     wait_for("scaled up to 3", lambda: deployment_replicas(cp, ns, "bank-r1") == 3, timeout=90)
     wait_for("ModelDeployment reports 3 ready", lambda: md_status(cp, ns, "bank").get("readyReplicas") == 3,
              timeout=60)
+    scale = json.loads(cp.kubectl("get", "--raw", f"/apis/tuneline.io/v1alpha1/namespaces/{ns}/"
+                                                  "modeldeployments/bank/scale").stdout)
+    assert scale["spec"]["replicas"] == 3 and scale["status"]["replicas"] == 3
+    assert scale["status"]["selector"] == "tuneline.io/modeldeployment=bank"
     pods = get(cp, ns, "pods", "-l", "tuneline.io/modeldeployment=bank")["items"]
     assert all(p["spec"].get("nodeName", "").startswith("gpu-node-") for p in pods)
 

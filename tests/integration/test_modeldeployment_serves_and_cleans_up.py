@@ -23,9 +23,10 @@ def test_modeldeployment_becomes_available_on_gpu_nodes_and_deletion_removes_chi
                              api={"apiKeySecretRef": {"name": "bank-keys"}}), "-n", ns)
     cp.kubectl("create", "secret", "generic", "bank-keys", "-n", ns, "--from-literal=api-keys=ci:secret")
 
-    st = wait_for("ModelDeployment bank Available",
-                  lambda: (s := md_status(cp, ns, "bank")) and condition(s, "Available").get("status") == "True" and s,
-                  timeout=90)
+    # rolled out: Available, and every wanted replica ready (Available alone is true from the first ready pod)
+    st = wait_for("ModelDeployment bank Available and rolled out",
+                  lambda: (s := md_status(cp, ns, "bank")) and condition(s, "Available").get("status") == "True"
+                  and condition(s, "Progressing").get("reason") == "RolloutComplete" and s, timeout=90)
     assert st["phase"] == "Available" and st["revision"] == 1 and st["modelVersion"] == 1
     assert st["readyReplicas"] == st["replicas"] == 2
     assert st["selector"] == "tuneline.io/modeldeployment=bank"
@@ -43,7 +44,9 @@ def test_modeldeployment_becomes_available_on_gpu_nodes_and_deletion_removes_chi
         obj = get(cp, ns, kind, name)
         assert obj["metadata"]["ownerReferences"][0]["kind"] == "ModelDeployment", kind
     hpa = get(cp, ns, "hpa", "bank")
-    assert hpa["spec"]["scaleTargetRef"]["name"] == "bank-r1"
+    # the HPA drives the ModelDeployment's own scale subresource, not one revision's Deployment
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "tuneline.io/v1alpha1", "kind": "ModelDeployment",
+                                             "name": "bank"}
     assert hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == "DCGM_FI_DEV_GPU_UTIL"
 
     # pods: on the GPU nodes, Ready

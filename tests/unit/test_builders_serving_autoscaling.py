@@ -8,13 +8,15 @@ import yaml
 
 from serving_cases import SETTINGS, case_md, md
 from tuneline.builders.serving import (GPU_UTIL_METRIC, build_hpa, build_httproute, build_pdb, build_podmonitor,
-                                       build_scaledobject, prometheus_adapter_rules, prometheus_adapter_rules_yaml)
+                                       build_scaledobject, prometheus_adapter_rules, prometheus_adapter_rules_yaml,
+                                       stable_replicas)
 
 
 def test_gpu_utilization_is_a_pods_metric_from_dcgm():
     hpa = build_hpa(md(), 3, SETTINGS)
     assert hpa["apiVersion"] == "autoscaling/v2"
-    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "bank-assistant-r3"}
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "tuneline.io/v1alpha1", "kind": "ModelDeployment",
+                                             "name": "bank-assistant"}
     assert hpa["spec"]["metrics"] == [{"type": "Pods", "pods": {"metric": {"name": "DCGM_FI_DEV_GPU_UTIL"},
                                                                 "target": {"type": "AverageValue", "averageValue": "80"}}}]
     assert hpa["spec"]["minReplicas"] == 1 and hpa["spec"]["maxReplicas"] == 8
@@ -46,7 +48,8 @@ def test_no_hpa_without_autoscaling_and_keda_instead_for_scale_to_zero():
     assert build_hpa(m, 1, SETTINGS) is None
     so = build_scaledobject(m, 1, SETTINGS)
     assert so["spec"]["minReplicaCount"] == 0 and so["spec"]["maxReplicaCount"] == 4
-    assert so["spec"]["scaleTargetRef"]["name"] == "bank-assistant-r1"
+    assert so["spec"]["scaleTargetRef"] == {"apiVersion": "tuneline.io/v1alpha1", "kind": "ModelDeployment",
+                                            "name": "bank-assistant"}
     trig = so["spec"]["triggers"][0]
     assert trig["type"] == "prometheus" and "nv_inference_queue_duration_us" in trig["metadata"]["query"]
     assert build_scaledobject(md(), 1, SETTINGS) is None
@@ -88,3 +91,22 @@ def test_prometheus_adapter_rule_serves_dcgm_gpu_utilization_per_pod():
         name = build_hpa(md(autoscaling={"metric": metric, "target": 10}), 1, SETTINGS)["spec"]["metrics"][0]
         assert name["pods"]["metric"]["name"] in served
     assert yaml.safe_load(prometheus_adapter_rules_yaml()) == prometheus_adapter_rules()
+
+
+@pytest.mark.parametrize("replicas, autoscaling, expected", [
+    (3, None, 3),                                              # fixed count: as written
+    (0, None, 0),
+    (1, {"minReplicas": 2, "maxReplicas": 5}, 2),              # the default 1 starts at the HPA's floor
+    (4, {"minReplicas": 2, "maxReplicas": 5}, 4),              # what the HPA wrote
+    (9, {"minReplicas": 2, "maxReplicas": 5}, 5),              # never above the ceiling
+    (0, {"minReplicas": 0, "maxReplicas": 3, "scaleToZero": True}, 0),   # KEDA scaled to zero
+])
+def test_stable_revision_replicas_follow_spec_replicas_within_autoscaling_bounds(replicas, autoscaling, expected):
+    extra = {"autoscaling": autoscaling} if autoscaling else {"autoscaling": None}
+    assert stable_replicas(md(replicas=replicas, **extra).spec) == expected
+
+
+def test_replicas_beside_autoscaling_is_valid_because_the_autoscaler_writes_it():
+    spec = md(replicas=3, autoscaling={"minReplicas": 1, "maxReplicas": 4}).spec
+    assert spec.replicas == 3
+    assert md(autoscaling={"minReplicas": 1, "maxReplicas": 4}).spec.replicas == 1   # the default

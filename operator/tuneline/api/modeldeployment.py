@@ -149,7 +149,10 @@ class Rollout(ApiModel):
 class ModelDeploymentSpec(ApiModel):
     model: ModelRef
     task: Task = "chat"
-    replicas: int | None = Field(None, ge=0, le=1000, description="fixed replica count; leave out with autoscaling")
+    replicas: int = Field(1, ge=0, le=1000, description=(
+        "replicas of the serving revision. With spec.autoscaling the autoscaler (the HPA, or KEDA with "
+        "scaleToZero) sets it through the scale subresource, within minReplicas..maxReplicas: leave it out "
+        "of manifests kept in Git then"))
     triton: Triton = Field(default_factory=Triton)
     api: Api = Field(default_factory=Api)
     resources: ServingResources = Field(default_factory=ServingResources)
@@ -160,9 +163,6 @@ class ModelDeploymentSpec(ApiModel):
         rule("self.model.format != 'tensorrt' || self.resources.gpus > 0",
              "spec.model.format tensorrt needs a GPU: set spec.resources.gpus to 1 or more",
              lambda s: s.model.format != "tensorrt" or s.resources.gpus > 0, field_path=".resources.gpus"),
-        rule("!(has(self.replicas) && has(self.autoscaling))",
-             "spec.replicas and spec.autoscaling are mutually exclusive",
-             lambda s: not (s.replicas is not None and s.autoscaling is not None), field_path=".replicas"),
     )
 
 

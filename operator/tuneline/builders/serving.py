@@ -225,8 +225,8 @@ def triton_image(md, settings: Settings) -> str:
 
 def build_triton_deployment(md, revision: int, model: ServedModel, settings: Settings) -> dict[str, Any]:
     """The Deployment of one revision. ``spec.replicas`` is left out on purpose: the operator sets it
-    through the scale subresource (canary ratio, fixed ``spec.replicas``) or the HPA does, so a
-    server-side apply of this object never fights over it."""
+    through the scale subresource (the ModelDeployment's ``spec.replicas``, which the HPA may drive,
+    split by the canary ratio), so a server-side apply of this object never fights over it."""
     spec = md.spec
     res = spec.resources
     name = _name(md)
@@ -398,15 +398,20 @@ def _behavior(md) -> dict[str, Any]:
             "scaleDown": {"stabilizationWindowSeconds": b.scale_down_stabilization_seconds}}
 
 
+def _scale_target(md) -> dict[str, str]:
+    return {"apiVersion": API_VERSION, "kind": "ModelDeployment", "name": _name(md)}
+
+
 def build_hpa(md, stable: int, settings: Settings) -> dict[str, Any] | None:
-    """autoscaling/v2 HPA on the stable revision's Deployment; None without autoscaling or with
-    scale-to-zero (KEDA's ScaledObject owns the HPA then)."""
+    """autoscaling/v2 HPA on the ModelDeployment's own scale subresource (``spec.replicas``, whose
+    selector covers every revision's pods); the operator turns that count into the revisions'
+    Deployment replicas, so the capacity survives a canary promotion. None without autoscaling or
+    with scale-to-zero (KEDA's ScaledObject owns the HPA then)."""
     a = md.spec.autoscaling
     if a is None or a.scale_to_zero:
         return None
     return {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": metadata(md, _name(md)),
-            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
-                                        "name": deployment_name(_name(md), stable)},
+            "spec": {"scaleTargetRef": _scale_target(md),
                      "minReplicas": a.min_replicas, "maxReplicas": a.max_replicas,
                      "metrics": [_metric(md)], "behavior": _behavior(md)}}
 
@@ -434,8 +439,7 @@ def build_scaledobject(md, stable: int, settings: Settings) -> dict[str, Any] | 
         return None
     server = settings.prometheus_url or "http://prometheus-operated.monitoring.svc:9090"
     return {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": metadata(md, _name(md)),
-            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
-                                        "name": deployment_name(_name(md), stable)},
+            "spec": {"scaleTargetRef": _scale_target(md),
                      "minReplicaCount": a.min_replicas, "maxReplicaCount": a.max_replicas,
                      "cooldownPeriod": max(a.behavior.scale_down_stabilization_seconds, 30),
                      "advanced": {"horizontalPodAutoscalerConfig": {"behavior": _behavior(md)}},
@@ -491,6 +495,16 @@ def prometheus_adapter_rules_yaml() -> str:
 
 
 # --- everything of one reconcile ---------------------------------------------------------------------
+def stable_replicas(spec) -> int:
+    """The stable revision's replicas: ``spec.replicas`` (which the HPA or KEDA writes when autoscaling),
+    kept within the autoscaler's bounds so a new deployment starts at its floor without waiting
+    for the first HPA sync."""
+    a = spec.autoscaling
+    if a is None:
+        return spec.replicas
+    return min(max(spec.replicas, a.min_replicas), a.max_replicas)
+
+
 def canary_replicas(stable_replicas: int, weight: int, split_by_gateway: bool) -> int:
     """Replicas of the canary at ``weight`` percent: by replica ratio behind one Service
     (canary / (stable + canary) ≈ weight), or enough to carry its share behind an HTTPRoute."""

@@ -6,7 +6,7 @@ Deployments and, during a canary step, the canary's metrics (an injectable
 :class:`~tuneline.controllers.canary_metrics.MetricsSource`); ask the pure
 :func:`~tuneline.controllers.rollout.next_rollout_action`; then apply: server-side apply of every
 child the builders produce (deterministic names: a restarted operator finds, never duplicates,
-them), replica counts through the Deployments' scale subresource (the HPA owns the stable one's),
+them), replica counts through the Deployments' scale subresource (from `spec.replicas`, which the HPA drives),
 deletion of retired revisions, the status (a merge patch carrying the resourceVersion it was
 decided from) and the Events.
 
@@ -31,7 +31,8 @@ from tuneline.api import API_VERSION, GROUP, VERSION, ModelDeployment, ModelDepl
 from tuneline.builders.common import MANAGED_BY, MANAGED_BY_VALUE
 from tuneline.builders.serving import (MD_LABEL, MODEL_NAME_ANNOTATION, MODEL_URI_ANNOTATION,
                                        MODEL_VERSION_ANNOTATION, REVISION_LABEL, SERVICE_PORT, ServedModel,
-                                       build_serving, canary_replicas, deployment_name, selector)
+                                       build_serving, canary_replicas, deployment_name, selector,
+                                       stable_replicas)
 from tuneline.controllers import handoff
 from tuneline.controllers import kube as kube_mod
 from tuneline.controllers.canary_metrics import MetricsSource, PodScrapeSource, PrometheusSource
@@ -244,17 +245,7 @@ def apply(k: Kube, md: ModelDeployment, body: dict[str, Any], act: RolloutAction
         wanted = {stable_rev, *([act.canary[0]] if act.canary else [])}
         stable_name = deployment_name(name, stable_rev)
         current = ((applied.get(("Deployment", stable_name)) or {}).get("spec") or {}).get("replicas", 1)
-        a = spec.autoscaling
-        if a is None:
-            desired = spec.replicas if spec.replicas is not None else 1
-        else:
-            desired = current
-            if stable_rev not in live:          # new: start at the HPA's floor, not the Deployment default
-                desired = max(a.min_replicas, 1)
-            if act.promoted_from is not None and act.promoted_from in live:
-                # a promoted canary takes over the capacity the old stable had grown to
-                old = (live[act.promoted_from].get("spec") or {}).get("replicas", 1)
-                desired = max(desired, min(old, a.max_replicas))
+        desired = stable_replicas(spec)
         if desired != current:
             _scale(k, namespace, stable_name, desired)
         if act.canary is not None:

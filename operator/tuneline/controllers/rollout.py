@@ -36,7 +36,7 @@ from typing import Any
 
 from tuneline import status as st
 from tuneline.api import DeploymentPhase, ModelDeploymentSpec
-from tuneline.builders.serving import ServedModel
+from tuneline.builders.serving import ServedModel, stable_replicas
 
 # outcomes of history records
 ACTIVE, PROMOTED, SUPERSEDED, ROLLED_BACK = "Active", "Promoted", "Superseded", "RolledBack"
@@ -406,7 +406,9 @@ def _conditions(s: dict[str, Any], spec: ModelDeploymentSpec, observed: Observed
                 canary: dict[str, Any] | None, hold: dict[str, Any] | None, progress_reason: str | None,
                 progress_message: str | None, gen: int | None) -> None:
     obs = observed.revisions.get(stable_rev)
-    ready, replicas = (obs.ready, obs.replicas) if obs else (0, 0)
+    # measured against the count the operator is about to set, not the Deployment's current one: a
+    # new revision's Deployment starts at 1 and is not "rolled out" at 1/1 when 2 are wanted
+    ready, replicas = (obs.ready, stable_replicas(spec)) if obs else (0, 0)
     scaled_to_zero = obs is not None and replicas == 0 and spec.autoscaling is not None \
         and spec.autoscaling.scale_to_zero
     if ready >= 1:

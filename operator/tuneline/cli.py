@@ -375,6 +375,227 @@ def predict(
     Console().print(table)
 
 
+# --- a real cluster: apply / get ---------------------------------------------------------------------
+
+KubeconfigOption = Annotated[Optional[str], typer.Option(
+    "--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)", show_default=False)]
+ContextOption = Annotated[Optional[str], typer.Option(
+    "--context", help="kubeconfig context to use (default: its current context)", show_default=False)]
+NamespaceOption = Annotated[Optional[str], typer.Option(
+    "-n", "--namespace", help="namespace (default: the context's namespace, else 'default')", show_default=False)]
+
+
+class DryRun(str, Enum):
+    none = "none"
+    server = "server"
+
+
+class GetOutput(str, Enum):
+    text = "text"
+    wide = "wide"
+    json = "json"
+    yaml = "yaml"
+    name = "name"
+
+
+def _error(message: str) -> None:
+    console.print(f"error: {message}", markup=False, highlight=False, style="red")
+
+
+def _connect(kubeconfig: Optional[str], context: Optional[str]):
+    from tuneline import cluster
+
+    try:
+        return cluster.connect(kubeconfig, context)
+    except cluster.ConfigError as exc:
+        _error(str(exc))
+        raise typer.Exit(EXIT_BAD_INPUT if exc.bad_input else EXIT_FAILED) from None
+
+
+def _unreachable(exc, kube) -> None:
+    where = f" (kubeconfig context {kube.context!r})" if kube.context else ""
+    _error(f"{exc}{where}")
+    raise typer.Exit(EXIT_FAILED) from None
+
+
+@app.command()
+def apply(
+    files: FilesOption,
+    namespace: NamespaceOption = None,
+    dry_run: Annotated[DryRun, typer.Option(
+        "--dry-run", help="server: the API server validates and admits each object (CEL rules included) but "
+                          "stores nothing (`tuneline validate` is the offline check)")] = DryRun.none,
+    force_conflicts: Annotated[bool, typer.Option(
+        "--force-conflicts", help="take over fields another field manager owns instead of failing")] = False,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+    output: OutputOption = OutputFormat.text,
+) -> None:
+    """Create or update FineTuneJobs and ModelDeployments on the cluster of your kubeconfig (server-side apply).
+
+    Every document is first validated locally exactly as `tuneline validate` does (errors name the
+    file, the document and the field; exit 2, and nothing is sent when any document is invalid).
+    Then each one is server-side applied with field manager "tuneline-cli" and reported like
+    kubectl: `finetunejob.tuneline.io/NAME created|configured|unchanged`. Objects the API server
+    rejects (its CEL rules, immutable fields, conflicts) are printed with the server's message and
+    the command exits 1 after trying the rest.
+
+    Examples:
+
+      tuneline apply -f examples/bank-assistant.yaml
+
+      tuneline apply -f examples/ -n team-a --dry-run=server
+    """
+    from tuneline import cluster
+    from tuneline.manifests import InvalidManifests, load_documents
+
+    try:
+        resources = load_manifests(files)
+        docs = [doc for _, _, doc in load_documents(files)]
+    except InvalidManifests as exc:
+        if output is OutputFormat.json:
+            print(json.dumps({"applied": False, "errors": [e.__dict__ for e in exc.errors]}, indent=2))
+        else:
+            for err in exc.errors:
+                _error(str(err))
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    if not resources:
+        _error("no objects passed to apply: the files hold no FineTuneJob or ModelDeployment")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    kube = _connect(kubeconfig, context)
+    try:
+        targets = [(doc, cluster.target_namespace(doc, namespace, kube.namespace)) for doc in docs]
+    except ValueError as exc:
+        _error(str(exc))
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+    suffix = " (server dry run)" if dry_run is DryRun.server else ""
+    results, failed = [], False
+    for doc, ns in targets:
+        rt = cluster.BY_KIND[doc["kind"]]
+        name = doc["metadata"]["name"]
+        ref = f"{rt.qualified}/{name}"
+        entry = {"kind": rt.kind, "name": name, "namespace": ns}
+        try:
+            before = kube.get(rt, ns, name)
+            after = kube.apply(doc, ns, dry_run=dry_run is DryRun.server, force=force_conflicts)
+            verdict = cluster.apply_verdict(before, after)
+        except cluster.Unreachable as exc:
+            _unreachable(exc, kube)
+        except cluster.ApiError as exc:
+            failed = True
+            message = cluster.server_message(exc)
+            hint = " (rerun with --force-conflicts to take those fields over)" if exc.status == 409 else ""
+            entry.update(error=message, reason=cluster.server_reason(exc), status=exc.status)
+            results.append(entry)
+            if output is OutputFormat.text:
+                _error(f"{ref} (namespace {ns}) rejected by the API server "
+                       f"({cluster.server_reason(exc)}): {message}{hint}")
+            continue
+        entry["result"] = verdict
+        results.append(entry)
+        if output is OutputFormat.text:
+            print(f"{ref} {verdict}{suffix}", flush=True)
+    if output is OutputFormat.json:
+        print(json.dumps({"applied": not failed, "dryRun": dry_run.value, "results": results}, indent=2))
+    if failed:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def get(
+    resource: Annotated[Optional[str], typer.Argument(
+        help="finetunejobs (ftj), modeldeployments (mdep) or all; TYPE/NAME works too", show_default=False,
+        metavar="TYPE")] = None,
+    name: Annotated[Optional[str], typer.Argument(help="one object's name; all when left out",
+                                                  show_default=False, metavar="NAME")] = None,
+    namespace: NamespaceOption = None,
+    all_namespaces: Annotated[bool, typer.Option("-A", "--all-namespaces", help="list across all namespaces")] = False,
+    selector: Annotated[Optional[str], typer.Option("-l", "--selector", help="label selector, e.g. team=a",
+                                                    show_default=False)] = None,
+    output: Annotated[GetOutput, typer.Option(
+        "-o", "--output", help="text: the CRDs' printer columns (phase, progress, ready, age ...); wide adds "
+                               "base model / URL; json or yaml: the objects; name: TYPE/NAME lines")] = GetOutput.text,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+) -> None:
+    """Show FineTuneJobs and ModelDeployments on the cluster of your kubeconfig, like kubectl get.
+
+    Exit 1 when NAME does not exist (or the cluster cannot be reached), 2 on a bad argument.
+
+    Examples:
+
+      tuneline get                          # both kinds in the current namespace
+
+      tuneline get ftj bank-assistant -o yaml
+
+      tuneline get mdep -A -o wide
+    """
+    from tuneline import cluster
+
+    try:
+        types, name = cluster.parse_get_args(resource, name)
+    except ValueError as exc:
+        _error(str(exc))
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    if name and all_namespaces:
+        _error("a NAME cannot be looked up with --all-namespaces; pass -n NAMESPACE")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    kube = _connect(kubeconfig, context)
+    ns = None if all_namespaces else (namespace or kube.namespace)
+    structured = output in (GetOutput.json, GetOutput.yaml, GetOutput.name)
+    found: list[tuple] = []  # (resource type, object or table)
+    try:
+        for rt in types:
+            try:
+                if structured:
+                    objs = ([o] if (o := kube.get(rt, ns, name)) else []) if name else kube.list(rt, ns, selector)
+                    found.extend((rt, o) for o in objs)
+                else:
+                    found.append((rt, kube.table(rt, ns, name, selector)))
+            except cluster.ApiError as exc:
+                if exc.status == 404 and not cluster.is_status_body(exc):
+                    _error(f"the server has no resource type {rt.plural}.{cluster.GROUP} "
+                           f"(are tuneline's CRDs installed? `kubectl apply -f crds/`)")
+                    raise typer.Exit(EXIT_FAILED) from None
+                if exc.status == 404 and name:
+                    continue
+                _error(f"{rt.plural}.{cluster.GROUP}: {cluster.server_message(exc)}")
+                raise typer.Exit(EXIT_FAILED) from None
+    except cluster.Unreachable as exc:
+        _unreachable(exc, kube)
+
+    where = "any namespace" if ns is None else f"namespace {ns!r}"
+    if name and not found:
+        what = types[0].qualified if len(types) == 1 else "FineTuneJob or ModelDeployment"
+        _error(f"{what} {name!r} not found in {where}")
+        raise typer.Exit(EXIT_FAILED)
+    if output is GetOutput.name:
+        for rt, obj in found:
+            print(f"{rt.qualified}/{obj['metadata']['name']}")
+        return
+    if structured:
+        objs = [cluster.without_managed_fields(o) for _, o in found]
+        data = objs[0] if name and len(objs) == 1 else cluster.as_list(objs)
+        if output is GetOutput.json:
+            print(json.dumps(data, indent=4))
+        else:
+            import yaml
+
+            print(yaml.safe_dump(data, sort_keys=False, default_flow_style=False), end="")
+        return
+    sections = []
+    for rt, table in found:
+        headers, rows = cluster.table_rows(table, rt, wide=output is GetOutput.wide,
+                                           with_namespace=all_namespaces, qualify=len(types) > 1)
+        if rows:
+            sections.append(cluster.format_columns(headers, rows))
+    if not sections:
+        console.print(f"No resources found in {ns} namespace." if ns else "No resources found.", markup=False)
+        return
+    print("\n\n".join(sections))
+
+
 def main() -> None:  # pragma: no cover - console entry point
     try:
         app()

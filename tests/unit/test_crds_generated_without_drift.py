@@ -5,7 +5,7 @@ from pathlib import Path
 import yaml
 
 from tuneline.api import RESOURCES
-from tuneline.api.common import QUANTITY_NEGATIVE
+from tuneline.api.common import CPU_TOO_LARGE, MEMORY_TOO_LARGE, QUANTITY_NEGATIVE
 from tuneline.api.crdgen import build_crd, crd_files, main
 
 
@@ -53,7 +53,7 @@ def test_crd_shape_serves_kubectl_users():
 def test_cel_rules_name_the_field_they_guard():
     # object-level rules name the field in their message; leaf rules (quantities, map keys) are
     # reported by the API server prefixed with the field's path
-    leaf_messages = {QUANTITY_NEGATIVE}
+    leaf_messages = {QUANTITY_NEGATIVE, CPU_TOO_LARGE, MEMORY_TOO_LARGE}
     for path, node in _walk([build_crd(r) for r in RESOURCES.values()]):
         for rule in node.get("x-kubernetes-validations", []):
             message = rule["message"]

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints
 
 from tuneline.api.base import ApiModel, rule
-from tuneline.api.common import Condition, DnsName, Quantity, Task, Toleration, Uri
+from tuneline.api.common import Condition, CpuQuantity, DnsName, MemoryQuantity, Task, Toleration, Uri
 
 ModuleName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.*-]+$", max_length=128)]
 
@@ -209,9 +209,9 @@ class Search(ApiModel):
 class Resources(ApiModel):
     workers: int = Field(1, ge=1, le=512, description="Ray Train workers (one pod each)")
     gpus_per_worker: int = Field(1, ge=0, le=16)
-    cpu: Quantity = "4"
-    memory: Quantity = "16Gi"
-    shared_memory: Quantity = Field("2Gi", description="size of /dev/shm for data loaders and NCCL")
+    cpu: CpuQuantity = "4"
+    memory: MemoryQuantity = "16Gi"
+    shared_memory: MemoryQuantity = Field("2Gi", description="size of /dev/shm for data loaders and NCCL")
     node_selector: dict[str, Annotated[str, StringConstraints(max_length=63)]] = Field(
         default_factory=dict, max_length=32)
     tolerations: list[Toleration] = Field(default_factory=list, max_length=32)

@@ -8,7 +8,8 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints
 
 from tuneline.api.base import ApiModel, rule
-from tuneline.api.common import Condition, DnsName, Quantity, SecretKeyRef, Task, Toleration, Uri
+from tuneline.api.common import (Condition, CpuQuantity, DnsName, MemoryQuantity, SecretKeyRef, Task, Toleration,
+                                 Uri)
 
 
 class ModelRef(ApiModel):
@@ -76,8 +77,8 @@ class Api(ApiModel):
 
 class ServingResources(ApiModel):
     gpus: int = Field(1, ge=0, le=16)
-    cpu: Quantity = "4"
-    memory: Quantity = "16Gi"
+    cpu: CpuQuantity = "4"
+    memory: MemoryQuantity = "16Gi"
     node_selector: dict[str, Annotated[str, StringConstraints(max_length=63)]] = Field(
         default_factory=dict, max_length=32)
     tolerations: list[Toleration] = Field(default_factory=list, max_length=32)

@@ -7,6 +7,7 @@ report says exactly what was thrown away.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -18,6 +19,7 @@ from typing import Any
 from tuneline_workloads.data.errors import DatasetError
 
 CHAT_ROLES = ("system", "user", "assistant")
+_CSV_FIELD_LIMIT = 2**31 - 1
 
 
 @dataclass
@@ -115,6 +117,8 @@ def _validate_held_out(obj: Any) -> dict[str, Any]:
 def _records(path: Path) -> list[tuple[int, Any, _Invalid | None]]:
     """(line, parsed object or None, problem) for every non-blank line/record of the file."""
     raw = path.read_bytes()
+    if raw.startswith(codecs.BOM_UTF8) and path.suffix.lower() != ".csv":
+        raw = raw[len(codecs.BOM_UTF8):]  # as Windows editors save UTF-8; CSV decodes it as utf-8-sig
     if not raw.strip():
         raise DatasetError(path, None, "the file is empty: no rows")
     records: list[tuple[int, Any, _Invalid | None]] = []
@@ -124,16 +128,22 @@ def _records(path: Path) -> list[tuple[int, Any, _Invalid | None]]:
         except UnicodeDecodeError as exc:
             line = raw[: exc.start].count(b"\n") + 1
             raise DatasetError(path, line, f"invalid UTF-8 (byte {raw[exc.start]:#04x})") from None
+        # a field may be as long as a JSONL line may be (the csv module stops at 128 KiB by default)
+        if csv.field_size_limit() < _CSV_FIELD_LIMIT:
+            csv.field_size_limit(_CSV_FIELD_LIMIT)
         reader = csv.DictReader(io.StringIO(text))
-        if not reader.fieldnames:
-            raise DatasetError(path, 1, "no CSV header row")
-        for obj in reader:
-            # the line where the record ends; a record without newlines is on that line
-            line = reader.line_num
-            if None in obj:
-                records.append((line, None, _Invalid("malformed", "more fields than the header has")))
-            else:
-                records.append((line, obj, None))
+        try:
+            if not reader.fieldnames:
+                raise DatasetError(path, 1, "no CSV header row")
+            for obj in reader:
+                # the line where the record ends; a record without newlines is on that line
+                line = reader.line_num
+                if None in obj:
+                    records.append((line, None, _Invalid("malformed", "more fields than the header has")))
+                else:
+                    records.append((line, obj, None))
+        except csv.Error as exc:
+            raise DatasetError(path, reader.line_num + 1, f"malformed CSV: {exc}") from None
         if not records:
             raise DatasetError(path, None, "the file is empty: a header but no rows")
         return records

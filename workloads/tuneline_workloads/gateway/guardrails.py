@@ -8,6 +8,7 @@ import os
 import re
 import threading
 import time
+import unicodedata
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,11 +151,22 @@ class RateLimiter:
         return str(max(1, math.ceil(seconds)))
 
 
+# invisible characters that split a word without showing: soft hyphen, zero-width spaces and joiners,
+# direction marks, word joiner and invisible operators, the BOM
+_INVISIBLE = dict.fromkeys([0x00AD, *range(0x200B, 0x2010), *range(0x2060, 0x2065), 0xFEFF])
+
+
+def fold(text: str) -> str:
+    """What blocked terms are compared on: NFKC (fullwidth and other compatibility forms become plain
+    letters), invisible characters removed, case folded — so "ｓｅｃｒｅｔ" or "se\u200bcret" is "secret"."""
+    return unicodedata.normalize("NFKC", text).translate(_INVISIBLE).casefold()
+
+
 class Moderation:
-    """Blocked terms (case-insensitive substrings) and patterns (regular expressions, as written)."""
+    """Blocked terms (substrings, compared after :func:`fold`) and patterns (regular expressions, as written)."""
 
     def __init__(self, terms: list[str] | None = None, patterns: list[str] | None = None) -> None:
-        self.terms = [t.casefold() for t in (terms or []) if t]
+        self.terms = [f for f in (fold(t) for t in (terms or []) if t) if f]
         self.patterns = [re.compile(p) for p in (patterns or [])]
 
     @property
@@ -169,7 +181,7 @@ class Moderation:
         """What matched ("term" or "pattern"), or None. The matched text itself is not returned."""
         if not text:
             return None
-        folded = text.casefold()
+        folded = fold(text)
         if any(t in folded for t in self.terms):
             return "term"
         if any(p.search(text) for p in self.patterns):

@@ -41,11 +41,12 @@ check-crds: setup
 	$(PY) -m tuneline.api.crdgen --check
 	bash charts/sync-crds.sh --check
 
-## bench: the benchmark suite (writes benchmarks/results/report.md + report.json + plots)
+## bench: the benchmark suite (~30 min on 2 cores; writes benchmarks/report.md + report.json + plots/)
 bench: setup controlplane
 	$(PY) -m benchmarks.run
 
-bench-smoke: setup
+## bench-smoke: every benchmark at tiny size (CI): proves the suite runs; report under benchmarks/results/smoke/
+bench-smoke: setup controlplane
 	$(PY) -m benchmarks.run --smoke
 
 clean:

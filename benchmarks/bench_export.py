@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "workloads")]
 
-from benchmarks.common import repeat  # noqa: E402
+from benchmarks.common import repeat, target_row, write_result  # noqa: E402
 
 from tests.e2e.export_fixtures import (BANK_FACTS, INTENT_HELD_OUT, INTENTS, STANDINS, bank_held_out,  # noqa: E402
                                        intent_held_out, tiny_classifier, tiny_lora_lm)
@@ -126,7 +126,7 @@ def bench_lm(precisions: list[str], max_new_tokens: int) -> dict:
 
 
 def markdown(res: dict) -> str:
-    lines = [f"# Export benchmark ({res['when']}, {res['machine']})", "",
+    lines = [f"## Export and inference ({res['when']}, {res['machine']})", "",
              f"Load average before / after: {res.get('loadAverageBefore', float('nan')):.1f} / "
              f"{res.get('loadAverageAfter', float('nan')):.1f} (above the core count the ratios are not "
              "trustworthy: PyTorch's thread pool suffers most from sharing the cores)", "",
@@ -152,11 +152,33 @@ def markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> int:
+def targets(res: dict) -> list[dict]:
+    """Issue 4's targets: ORT fp32 <= 0.75x and INT8 <= 0.4x PyTorch latency at batch 1 (INT8 losing
+    at most 1 accuracy point), ORT GenAI >= 2x (fp32) and >= 5x (int4) transformers generate."""
+    b1, acc = res["classifier"]["variants"]["batch1"], res["classifier"]["heldOutAccuracy"]
+    rows = [target_row("classifier ORT fp32 vs PyTorch latency, batch 1", b1["ort_fp32_ratio"], 0.75, False,
+                       f"{b1['ort_fp32_ms']:.2f} vs {b1['pytorch_ms']:.2f} ms")]
+    if "ort_int8_ratio" in b1:
+        drop = (acc["pytorch"] - acc["ort_int8"]) * 100
+        row = target_row("classifier ORT INT8 vs PyTorch latency, batch 1", b1["ort_int8_ratio"], 0.4, False,
+                         f"{b1['ort_int8_ms']:.2f} ms; accuracy {acc['ort_int8']:.3f} vs {acc['pytorch']:.3f} "
+                         f"({drop:+.1f} points lost, target <= 1)")
+        row["passed"] = row["passed"] and drop <= 1.0
+        rows.append(row)
+    for precision, goal in (("fp32", 2.0), ("int4", 5.0)):
+        v = res["lm"].get(f"ortgenai_{precision}")
+        if v:
+            rows.append(target_row(f"ORT GenAI {precision} vs transformers generate, tokens/s", v["speedup"], goal, True,
+                                   f"{v['tokensPerSecond']:.1f} vs {res['lm']['pytorch']['tokensPerSecond']:.1f} "
+                                   f"tokens/s; key-fact accuracy {v['keyFactAccuracy']:.2f} vs "
+                                   f"{res['lm']['pytorch']['keyFactAccuracy']:.2f}"))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--smoke", action="store_true", help="few repetitions, fp32 LM only")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     WORK.mkdir(parents=True, exist_ok=True)
     import os
 
@@ -165,11 +187,8 @@ def main() -> int:
     res["classifier"] = bench_classifier(reps=10 if args.smoke else 50)
     res["lm"] = bench_lm(["fp32"] if args.smoke else ["fp32", "int4"], 24 if args.smoke else 64)
     res["loadAverageAfter"] = os.getloadavg()[0]
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = "export-smoke" if args.smoke else "export"
-    (args.out / f"{stem}.json").write_text(json.dumps(res, indent=2))
-    (args.out / f"{stem}.md").write_text(markdown(res))
-    print(markdown(res))
+    res["targets"] = targets(res)
+    write_result("export", res, markdown(res))
     return 0
 
 

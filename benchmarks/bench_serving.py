@@ -302,6 +302,8 @@ def bench_generation(work: Path, max_tokens: int, rounds: int) -> dict[str, Any]
     for name, runs in res.items():
         out[name] = {"tokens_per_s": round(statistics.median(n / t for n, t, _ in runs), 1),
                      "ttft_ms": round(statistics.median(f for _, _, f in runs) * 1000, 1),
+                     # inter-token latency: the time after the first token, per later token
+                     "itl_ms": round(statistics.median((t - f) / (n - 1) for n, t, f in runs if n > 1) * 1000, 1),
                      "tokens": int(statistics.median(n for n, _, _ in runs))}
     return out
 
@@ -369,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     if "generation" in data:
         md += ["", "### Streamed chat generation (greedy, up to 64 tokens, SmolLM2-135M + LoRA, ORT GenAI)",
                markdown_table([{"path": k, **v} for k, v in data["generation"].items()],
-                              ["path", "tokens_per_s", "ttft_ms", "tokens"])]
+                              ["path", "tokens_per_s", "ttft_ms", "itl_ms", "tokens"])]
     md += ["", "### Targets", markdown_table(targets, ["name", "ratio", "target", "passed", "detail"])]
     write_result("serving", data, "\n".join(md))
     return 0

@@ -1,17 +1,24 @@
-"""Training benchmarks, measured side by side in one run on the same model and data:
+"""Training benchmarks, measured side by side in one run on the same model (SmolLM2-135M), data
+(the bank example) and steps:
 
-* Ray Train (TorchTrainer, 1 worker with all CPUs) vs a plain single-process torch loop:
-  samples/s inside the loop (Ray's fixed start-up is reported separately), target >= 0.95;
-* LoRA vs full fine-tuning: step time ratio (target <= 0.8) and peak RSS;
-* packed vs padded batches: tokens/s ratio (target >= 1.3).
+* tuneline on Ray Train (TorchTrainer, 1 worker with all CPUs) vs a plain single-process torch loop
+  vs the transformers ``Trainer``: samples/s and tokens/s inside the loop (Ray's fixed start-up is
+  reported separately), target >= 0.95 against the plain loop;
+* LoRA vs full fine-tuning: step time ratio (target <= 0.8), peak RSS and trainable fraction;
+* packed vs padded batches: tokens/s ratio (target >= 1.3);
+* achieved FLOP/s as a fraction of this machine's measured fp32 matrix-multiply peak (MFU);
+* scaling: one epoch's wall time against dataset size, step time against sequence length.
 
-``--smoke`` runs everything tiny (a few steps) to prove the benchmark still works.
+Every configuration runs in a fresh process (spawned), so peak RSS is that configuration's own and
+no thread pool carries over; configurations are interleaved across repetitions because the
+machine's speed drifts. ``--smoke`` runs everything tiny to prove the benchmark still works.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import resource
 import statistics
@@ -27,9 +34,10 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.common import markdown_table, summarize, target_row, write_result  # noqa: E402
 
 CACHE = Path(os.environ.get("TUNELINE_MODEL_CACHE", Path.home() / ".cache" / "tuneline" / "models"))
+LORA = {"r": 16, "alpha": 32}
 
 
-def _examples(max_length: int):
+def _examples(max_length: int, rows: int | None = None):
     from transformers import AutoTokenizer
 
     from tuneline_workloads.data import Row, encode_rows
@@ -38,47 +46,107 @@ def _examples(max_length: int):
 
     model_dir = prepare_packaged_model("smollm2-135m-instruct", CACHE / "smollm2-135m-instruct")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    rows = [Row(source="bench", line=i, messages=r["messages"]) for i, r in enumerate(bank_train_rows())]
-    examples, _ = encode_rows(rows, tokenizer, "chat", max_length)
+    source = bank_train_rows()
+    rows_ = [Row(source="bench", line=i, messages=r["messages"]) for i, r in enumerate(source[:rows] if rows else source)]
+    examples, _ = encode_rows(rows_, tokenizer, "chat", max_length)
     return model_dir, examples, tokenizer.pad_token_id
 
 
-def run_steps(config: dict) -> dict:
-    """A plain loop of ``steps`` optimizer steps; returns samples/s, tokens/s, step seconds (after warm-up)."""
+def _model(config: dict):
     import torch
 
     from tuneline.api.finetunejob import Method
-    from tuneline_workloads.data import collate, pack
-    from tuneline_workloads.train.loop import forward
     from tuneline_workloads.train.methods import build_model
 
     torch.set_num_threads(config["threads"])
     torch.manual_seed(0)
+    method = Method.model_validate({"type": config["method"], **({"lora": LORA} if config["method"] == "lora" else {})})
+    return build_model(method, "chat", Path(config["model_dir"]))
+
+
+def _batches(config: dict) -> list[list[dict]]:
+    """The same batches, in the same order, for every loop: steps + 1 (the first is warm-up)."""
+    from tuneline_workloads.data import pack
+
     examples = config["examples"]
     if config["packed"]:
         examples = pack(examples, config["max_length"])
-    method = Method.model_validate({"type": config["method"], **({"lora": {"r": 16, "alpha": 32}}
-                                                                 if config["method"] == "lora" else {})})
-    model, _ = build_model(method, "chat", Path(config["model_dir"]))
+    bs = config["batch_size"]
+    return [[examples[(step * bs + i) % len(examples)] for i in range(bs)] for step in range(config["steps"] + 1)]
+
+
+def _figures(batches: list[list[dict]], step_times: list[float], params: dict) -> dict:
+    """Throughput over the timed steps (all but the first), and what the model is."""
+    timed = batches[1:]
+    total = sum(step_times)
+    samples = sum(sum(p.get("rows", 1) for p in b) for b in timed)
+    tokens = sum(sum(len(p["input_ids"]) for p in b) for b in timed)            # real tokens, no padding
+    processed = sum(len(b) * max(len(p["input_ids"]) for p in b) for b in timed)   # what the model computed on
+    widths = [max(len(p["input_ids"]) for p in b) for b in timed]
+    return {"samples_per_s": samples / total, "tokens_per_s": tokens / total,
+            "processed_tokens_per_s": processed / total, "step_s": statistics.median(step_times),
+            "mean_width": statistics.mean(widths), "epoch_s": total,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **params}
+
+
+def run_steps(config: dict) -> dict:
+    """The plain loop: ``steps`` optimizer steps of tuneline's own forward/loss, after one warm-up step."""
+    import torch
+
+    from tuneline_workloads.data import collate
+    from tuneline_workloads.train.loop import forward
+
+    model, params = _model(config)
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    bs, steps, warmup = config["batch_size"], config["steps"], 1
-    times, samples, tokens = [], 0, 0
-    for step in range(steps + warmup):
+    batches = _batches(config)
+    times = []
+    for step, picked in enumerate(batches):
         start = time.perf_counter()
-        picked = [examples[(step * bs + i) % len(examples)] for i in range(bs)]
         batch = collate(picked, config["pad_id"])
         loss_sum, count, _ = forward(model, batch, "chat", 0.0)
         (loss_sum / max(1, count)).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        if step >= warmup:
+        if step:
             times.append(time.perf_counter() - start)
-            samples += sum(p.get("rows", 1) for p in picked)
-            tokens += sum(len(p["input_ids"]) for p in picked)
-    total = sum(times)
-    return {"samples_per_s": samples / total, "tokens_per_s": tokens / total,
-            "step_s": statistics.median(times), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return _figures(batches, times, params)
+
+
+def run_hf_trainer(config: dict) -> dict:
+    """transformers ``Trainer`` on the same model, batches (sequential sampler) and optimizer; a step is
+    the time between two ``on_step_end`` callbacks, so data loading counts as in the plain loop."""
+    import torch
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    from tuneline_workloads.data import collate
+
+    model, params = _model(config)
+    batches = _batches(config)
+    flat = [e for b in batches for e in b]
+    ends: list[float] = []
+
+    class StepClock(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            ends.append(time.perf_counter())
+
+        def on_step_end(self, args, state, control, **kwargs):
+            ends.append(time.perf_counter())
+
+    class InOrder(Trainer):
+        def _get_train_sampler(self, *args, **kwargs):
+            return torch.utils.data.SequentialSampler(self.train_dataset)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        args = TrainingArguments(output_dir=tmp, per_device_train_batch_size=config["batch_size"],
+                                 max_steps=len(batches), learning_rate=1e-4, lr_scheduler_type="constant",
+                                 weight_decay=0.0, optim="adamw_torch", logging_strategy="no", save_strategy="no",
+                                 report_to="none", use_cpu=True, dataloader_num_workers=0, disable_tqdm=True,
+                                 remove_unused_columns=False, seed=0)
+        InOrder(model=model, args=args, train_dataset=flat, data_collator=lambda b: collate(b, config["pad_id"]),
+                callbacks=[StepClock()]).train()
+    steps = [b - a for a, b in zip(ends, ends[1:])]
+    return _figures(batches, steps[1:], params)
 
 
 def _ray_loop(config: dict) -> None:
@@ -90,21 +158,82 @@ def _ray_loop(config: dict) -> None:
     ray.train.report({"done": 1})
 
 
-def run_ray(config: dict) -> tuple[dict, float]:
+def run_ray(config: dict) -> dict:
+    """The plain loop inside a Ray Train worker (how tuneline trains), Ray started and stopped here."""
     import ray
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    # by its module name, not __main__'s, so Ray's workers (PYTHONPATH below) can import it
+    from benchmarks.bench_training import _ray_loop as loop
+
+    threads = config["threads"]
+    env = {"OMP_NUM_THREADS": str(threads), "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     with tempfile.TemporaryDirectory() as tmp:
         cfg = {**config, "result_file": f"{tmp}/result.json"}
         start = time.perf_counter()
-        TorchTrainer(_ray_loop, train_loop_config=cfg,
-                     scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": config["threads"]}),
-                     run_config=RunConfig(storage_path=tmp, name="bench",
-                                          worker_runtime_env={"env_vars": {"OMP_NUM_THREADS": str(config["threads"])}})
-                     ).fit()
-        wall = time.perf_counter() - start
-        return json.loads(Path(cfg["result_file"]).read_text()), wall
+        ray.init(num_cpus=threads, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        try:
+            TorchTrainer(loop, train_loop_config=cfg,
+                         scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": threads}),
+                         run_config=RunConfig(storage_path=tmp, name="bench",
+                                              worker_runtime_env={"env_vars": env})
+                         ).fit()
+        finally:
+            ray.shutdown()
+        return {**json.loads(Path(cfg["result_file"]).read_text()), "wall_s": time.perf_counter() - start}
+
+
+def matmul_peak(threads: int, n: int = 1024, reps: int = 20) -> float:
+    """This machine's fp32 matrix-multiply FLOP/s with ``threads`` threads (median of ``reps``)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * n ** 3 / statistics.median(times)
+
+
+def train_flops_per_token(result: dict, method: str) -> float:
+    """Training FLOPs per processed token: forward = 2 x parameters + attention (4 x layers x width x
+    hidden); full fine-tuning = 3 x forward (activation and weight gradients), LoRA ~= 2 x forward
+    (activation gradients only; the adapters' own are negligible)."""
+    forward = 2 * result["totalParameters"] + 4 * result["layers"] * result["mean_width"] * result["hidden"]
+    return forward * (3 if method == "full" else 2)
+
+
+_RUNNERS = {"plain": run_steps, "trainer": run_hf_trainer, "ray": run_ray}
+
+
+def _child(kind: str, config: dict, queue) -> None:
+    try:
+        queue.put(("ok", _RUNNERS[kind](config)))
+    except BaseException as exc:   # reported to the parent, which fails the benchmark
+        queue.put(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def measure(kind: str, config: dict) -> dict:
+    """One configuration in a fresh spawned process."""
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(kind, config, queue))
+    proc.start()
+    status, value = queue.get()
+    proc.join()
+    if status != "ok":
+        raise RuntimeError(f"{kind} {config['method']} packed={config['packed']}: {value}")
+    return value
+
+
+def _model_shape(model_dir: Path) -> dict:
+    cfg = json.loads((Path(model_dir) / "config.json").read_text())
+    return {"layers": cfg["num_hidden_layers"], "hidden": cfg["hidden_size"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,50 +241,90 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny: a few steps, one repetition")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args(argv)
-    import ray
 
     threads = max(1, len(os.sched_getaffinity(0)))
+    # every loop's process gets the environment Ray gives its workers
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
     runs = 1 if args.smoke else args.runs
     max_length = 64 if args.smoke else 256
     model_dir, examples, pad_id = _examples(max_length)
+    shape = _model_shape(model_dir)
     base = {"model_dir": str(model_dir), "examples": examples, "pad_id": pad_id, "threads": threads,
             "batch_size": 4, "steps": 2 if args.smoke else 8, "max_length": max_length, "method": "lora",
             "packed": False}
-    ray.init(num_cpus=threads, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    plain, on_ray, walls, full, packed = [], [], [], [], []
-    try:
-        for _ in range(runs):   # interleaved: the machine's speed drifts between runs
-            plain.append(run_steps(base))
-            result, wall = run_ray(base)
-            on_ray.append(result)
-            walls.append(wall)
-            full.append(run_steps({**base, "method": "full"}))
-            packed.append(run_steps({**base, "packed": True}))
-    finally:
-        ray.shutdown()
+    configs = {"plain": ("plain", base), "ray": ("ray", base), "trainer": ("trainer", base),
+               "full": ("plain", {**base, "method": "full"}), "packed": ("plain", {**base, "packed": True})}
+    results: dict[str, list[dict]] = {name: [] for name in configs}
+    started = time.perf_counter()
+    for _ in range(runs):   # interleaved: the machine's speed drifts between runs
+        for name, (kind, config) in configs.items():
+            results[name].append({**measure(kind, config), **shape})
+    peak = statistics.median(matmul_peak(threads) for _ in range(1 if args.smoke else 3))
 
-    def med(results, key):
-        return statistics.median(r[key] for r in results)
+    # scaling: one epoch over more rows; one step over longer (packed, so full) sequences
+    sizes = [8, 16] if args.smoke else [16, 32, 48]
+    lengths = [64, 128] if args.smoke else [64, 128, 256]
+    by_rows = []
+    for rows in sizes:
+        _, ex, _ = _examples(max_length, rows)
+        r = measure("plain", {**base, "examples": ex, "steps": max(1, rows // base["batch_size"])})
+        by_rows.append({"rows": rows, "epoch_s": round(r["epoch_s"], 2), "samples_per_s": round(r["samples_per_s"], 2)})
+    by_length = []
+    for length in lengths:
+        _, ex, _ = _examples(length)
+        r = measure("plain", {**base, "examples": ex, "max_length": length, "packed": True,
+                              "steps": 2 if args.smoke else 3})
+        by_length.append({"max_length": length, "step_s": round(r["step_s"], 2),
+                          "tokens_per_s": round(r["tokens_per_s"], 1), "mean_width": round(r["mean_width"])})
+    wall = time.perf_counter() - started
 
-    ray_ratio = med(on_ray, "samples_per_s") / med(plain, "samples_per_s")
-    lora_full = med(plain, "step_s") / med(full, "step_s")
-    packed_padded = med(packed, "tokens_per_s") / med(plain, "tokens_per_s")
+    def med(name, key):
+        return statistics.median(r[key] for r in results[name])
+
+    def mfu(name):
+        method = configs[name][1]["method"]
+        return statistics.median(r["processed_tokens_per_s"] * train_flops_per_token(r, method) for r in results[name]) / peak
+
+    ray_ratio = med("ray", "samples_per_s") / med("plain", "samples_per_s")
+    trainer_ratio = med("ray", "samples_per_s") / med("trainer", "samples_per_s")
+    lora_full = med("plain", "step_s") / med("full", "step_s")
+    packed_padded = med("packed", "tokens_per_s") / med("plain", "tokens_per_s")
     rows = [
         target_row("Ray Train vs plain loop, samples/s (1 worker, same threads)", ray_ratio, 0.95, True,
-                   f"plain {med(plain, 'samples_per_s'):.2f}/s, Ray {med(on_ray, 'samples_per_s'):.2f}/s; "
-                   f"Ray fit() wall incl. start-up {statistics.median(walls):.1f} s"),
+                   f"plain {med('plain', 'samples_per_s'):.2f}/s, Ray {med('ray', 'samples_per_s'):.2f}/s; "
+                   f"Ray start-up + fit() wall {med('ray', 'wall_s'):.1f} s for {base['steps'] + 1} steps"),
+        {"name": "Ray Train vs transformers Trainer, samples/s", "ratio": round(trainer_ratio, 3), "target": "-",
+         "passed": "-", "detail": f"Trainer {med('trainer', 'samples_per_s'):.2f}/s (no target: a reference)"},
         target_row("LoRA vs full step time", lora_full, 0.8, False,
-                   f"LoRA {med(plain, 'step_s'):.2f} s, full {med(full, 'step_s'):.2f} s; peak RSS LoRA "
-                   f"{med(plain, 'peak_rss_mb'):.0f} MB, full {med(full, 'peak_rss_mb'):.0f} MB (process peak)"),
+                   f"LoRA {med('plain', 'step_s'):.2f} s, full {med('full', 'step_s'):.2f} s; peak RSS LoRA "
+                   f"{med('plain', 'peak_rss_mb'):.0f} MB, full {med('full', 'peak_rss_mb'):.0f} MB; trainable "
+                   f"{results['plain'][0]['trainableFraction']:.2%} vs 100%"),
         target_row("packed vs padded tokens/s", packed_padded, 1.3, True,
-                   f"padded {med(plain, 'tokens_per_s'):.0f} tok/s (pad tokens not counted), "
-                   f"packed {med(packed, 'tokens_per_s'):.0f} tok/s, maxLength {max_length}"),
+                   f"padded {med('plain', 'tokens_per_s'):.0f} tok/s (pad tokens not counted), "
+                   f"packed {med('packed', 'tokens_per_s'):.0f} tok/s, maxLength {max_length}"),
     ]
-    markdown = ("## Training (SmolLM2-135M, CPU, " + ("smoke" if args.smoke else f"median of {runs}") + ")\n\n"
-                + markdown_table(rows, ["name", "ratio", "target", "passed", "detail"]))
-    write_result("training", {"smoke": args.smoke, "threads": threads, "rows": rows,
-                              "plain": summarize([r["samples_per_s"] for r in plain]),
-                              "ray": summarize([r["samples_per_s"] for r in on_ray])}, markdown)
+    table = [{"loop": name, "method": configs[name][1]["method"], "packed": configs[name][1]["packed"],
+              "samples_per_s": round(med(name, "samples_per_s"), 2),
+              "samples_per_s_min": round(min(r["samples_per_s"] for r in results[name]), 2),
+              "samples_per_s_max": round(max(r["samples_per_s"] for r in results[name]), 2),
+              "tokens_per_s": round(med(name, "tokens_per_s"), 1), "step_s": round(med(name, "step_s"), 2),
+              "peak_rss_mb": round(med(name, "peak_rss_mb")), "mfu": f"{mfu(name):.1%}"} for name in configs]
+    mode = "smoke" if args.smoke else f"median of {runs}"
+    markdown = "\n".join([
+        f"## Training (SmolLM2-135M, CPU, {threads} threads, {mode})", "",
+        markdown_table(rows, ["name", "ratio", "target", "passed", "detail"]), "",
+        f"Per configuration ({base['steps']} timed steps of batch {base['batch_size']} after one warm-up; "
+        f"measured fp32 matmul peak {peak / 1e9:.1f} GFLOP/s; MFU counts training FLOPs of the tokens computed, "
+        "padding included — see `train_flops_per_token`):", "",
+        markdown_table(table, list(table[0])), "",
+        "Scaling — one epoch (batch 4) against dataset size, and one step against sequence length (packed):", "",
+        markdown_table(by_rows, list(by_rows[0])), "", markdown_table(by_length, list(by_length[0]))])
+    write_result("training", {"smoke": args.smoke, "threads": threads, "targets": [r for r in rows if r["target"] != "-"],
+                              "rows": rows, "configurations": table, "matmul_peak_flops": peak,
+                              "raw": results,
+                              "scaling": {"dataset_rows": by_rows, "sequence_length": by_length},
+                              "samples_per_s": {k: summarize([r["samples_per_s"] for r in v]) for k, v in results.items()},
+                              "wall_s": wall}, markdown)
     return 0
 
 

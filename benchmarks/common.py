@@ -2,20 +2,27 @@
 
 A benchmark module ``benchmarks/bench_<area>.py`` has a ``main(argv)`` accepting ``--smoke``
 (tiny sizes, used by CI to prove the suite still runs) and writes ``results/<area>.json`` and
-``results/<area>.md`` through :func:`write_result`. ``python -m benchmarks.run`` runs them all and
-joins their Markdown into ``results/report.md`` (+ ``report.json``).
+``results/<area>.md`` through :func:`write_result` (``results/smoke/`` with ``--smoke``: a smoke run
+never overwrites the figures of record). ``python -m benchmarks.run`` runs them all, draws the plots
+and joins everything into ``benchmarks/report.md`` (+ ``report.json``, ``plots/``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
+
+
+def results_dir(smoke: bool) -> Path:
+    return RESULTS_DIR / "smoke" if smoke else RESULTS_DIR
 
 
 def summarize(samples: list[float]) -> dict[str, float]:
@@ -48,10 +55,11 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
 
 
 def write_result(area: str, data: dict[str, Any], markdown: str) -> Path:
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    data = {"area": area, "machine": {"cpus": __import__("os").cpu_count(), "platform": platform.platform()},
-            **data}
-    (RESULTS_DIR / f"{area}.json").write_text(json.dumps(data, indent=2, default=str))
-    (RESULTS_DIR / f"{area}.md").write_text(markdown.rstrip() + "\n")
+    out = results_dir(bool(data.get("smoke")))
+    out.mkdir(parents=True, exist_ok=True)
+    data = {"area": area, "machine": {"cpus": len(os.sched_getaffinity(0)), "platform": platform.platform(),
+                                      "load_average_after": os.getloadavg()[0]}, **data}
+    (out / f"{area}.json").write_text(json.dumps(data, indent=2, default=str))
+    (out / f"{area}.md").write_text(markdown.rstrip() + "\n")
     print(markdown)
-    return RESULTS_DIR / f"{area}.json"
+    return out / f"{area}.json"

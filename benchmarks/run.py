@@ -1,20 +1,24 @@
 """Run every benchmark (``make bench``) or a tiny version of each (``make bench-smoke``).
 
 Each ``benchmarks/bench_<area>.py`` runs in its own process (so one area's memory or threads do
-not skew the next), then the per-area Markdown is joined into ``results/report.md`` and the JSON
-into ``results/report.json``, with a summary of every target and whether it was met.
+not skew the next), then the per-area results are joined into ``benchmarks/report.md`` and
+``benchmarks/report.json`` with PNG plots in ``benchmarks/plots/``, led by a table of every target
+and whether it was met. ``--smoke`` writes the same under ``benchmarks/results/smoke/`` instead, so
+a smoke run (CI) never replaces the figures of record.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import RESULTS_DIR, markdown_table
+from benchmarks import plots
+from benchmarks.common import BENCH_DIR, markdown_table, results_dir
 
 HERE = Path(__file__).resolve().parent
 
@@ -36,9 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         if subprocess.run(cmd, cwd=HERE.parent).returncode != 0:
             failures.append(area)
         timings[area] = round(time.perf_counter() - start, 1)
+    results = results_dir(args.smoke)
     report, sections, targets = {}, [], []
     for area in areas:
-        json_file, md_file = RESULTS_DIR / f"{area}.json", RESULTS_DIR / f"{area}.md"
+        json_file, md_file = results / f"{area}.json", results / f"{area}.md"
         if not json_file.exists():
             continue
         data = json.loads(json_file.read_text())
@@ -49,13 +54,24 @@ def main(argv: list[str] | None = None) -> int:
         [{**t, "passed": "pass" if t.get("passed") else "FAIL"} for t in targets],
         ["area", "name", "ratio", "target", "passed", "detail"]) if targets else "(no targets measured)"
     mode = "smoke (tiny sizes, figures not meaningful)" if args.smoke else "full"
-    text = "\n\n".join([f"# tuneline benchmark report ({mode})", "## Targets", summary, *sections,
-                        "## Wall time per area (s)", json.dumps(timings)])
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / "report.md").write_text(text + "\n")
-    (RESULTS_DIR / "report.json").write_text(json.dumps({"mode": mode, "areas": report, "targets": targets,
-                                                         "wallSeconds": timings}, indent=2))
-    print(f"\nreport: {RESULTS_DIR / 'report.md'}")
+    out_dir = results if args.smoke else BENCH_DIR
+    pictures = plots.draw_all(report, out_dir / "plots")
+    load = os.getloadavg()
+    text = "\n\n".join([
+        f"# tuneline benchmark report ({mode})",
+        f"{time.strftime('%Y-%m-%d %H:%M')}, {len(os.sched_getaffinity(0))} cores; load average at the end "
+        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min). Ratios compare runs taken side by side in "
+        "this one run; each figure is a median of several runs.",
+        "## Targets", summary, *sections,
+        "## Plots", "\n".join(f"![{p.stem}](plots/{p.name})" for p in pictures) or "(none)",
+        "## Wall time per area (s)", json.dumps(timings)])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "report.md").write_text(text + "\n")
+    (out_dir / "report.json").write_text(json.dumps({"mode": mode, "areas": report, "targets": targets,
+                                                    "wallSeconds": timings,
+                                                    "plots": [str(p.relative_to(out_dir)) for p in pictures]},
+                                                   indent=2, default=str))
+    print(f"\nreport: {out_dir / 'report.md'}")
     if failures:
         print(f"benchmarks that failed to run: {failures}", file=sys.stderr)
         return 1

@@ -14,7 +14,6 @@ Medians of several runs; ratios measured side by side. Writes JSON + Markdown in
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time

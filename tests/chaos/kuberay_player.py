@@ -28,6 +28,8 @@ class KubeRayAndWorkloadsPlayer(threading.Thread):
         self.stop = threading.Event()
         self.running_since: dict[str, float] = {}
         self.errors: list[str] = []
+        self.release = threading.Event()  # cleared: RUNNING RayJobs are held there (still training)
+        self.release.set()
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -48,7 +50,7 @@ class KubeRayAndWorkloadsPlayer(threading.Thread):
                 k.patch("ray.io/v1", "RayJob", ns, name, {"status": {"jobStatus": "RUNNING",
                                                                      "jobDeploymentStatus": "Running"}}, "status")
                 self.running_since[name] = time.monotonic()
-            elif status["jobStatus"] == "RUNNING" and \
+            elif status["jobStatus"] == "RUNNING" and self.release.is_set() and \
                     time.monotonic() - self.running_since.get(name, 0) > self.running_seconds:
                 if job.startswith("retry") and attempt == "1":
                     k.patch("ray.io/v1", "RayJob", ns, name, {"status": {
@@ -78,9 +80,24 @@ def rayjob_attempts(k: Kube, ns: str) -> dict[str, Counter]:
     return out
 
 
-def all_terminal(k: Kube, ns: str, names: list[str]) -> bool:
+def not_terminal(k: Kube, ns: str, names: list[str]) -> dict[str, dict]:
+    """The jobs not Succeeded/Failed yet: their status, and their export Job's status when there is one
+    (what a timed-out wait reports)."""
     items = {i["metadata"]["name"]: i for i in k.list(*FTJ, ns)}
-    return all((items[n].get("status") or {}).get("phase") in ("Succeeded", "Failed") for n in names)
+    out = {}
+    for n in names:
+        status = items[n].get("status") or {}
+        if status.get("phase") not in ("Succeeded", "Failed"):
+            export = k.get("batch/v1", "Job", ns, f"{n}-export")
+            out[n] = {"status": status, "exportJob": export and export.get("status")}
+    return out
+
+
+def wait_all_terminal(k: Kube, ns: str, names: list[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while (left := not_terminal(k, ns, names)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not left, f"not terminal after {timeout} s: {left}"
 
 
 def assert_final(k: Kube, ns: str, names: list[str]) -> None:

@@ -23,7 +23,7 @@ import time
 import pytest
 
 from tests.chaos.fault_proxy import KINDS, FaultProxy, FaultRates
-from tests.chaos.kuberay_player import KubeRayAndWorkloadsPlayer, all_terminal, assert_final, rayjob_attempts
+from tests.chaos.kuberay_player import KubeRayAndWorkloadsPlayer, assert_final, rayjob_attempts, wait_all_terminal
 from tests.integration.operator_fixtures import (OperatorProcess, finetunejob, get, get_or_none,  # noqa: F401
                                                  restricted_namespace, run_operator, storage, wait_for)
 from tests.integration.serving_fixtures import condition, md_events, md_status, modeldeployment  # noqa: F401
@@ -87,7 +87,7 @@ def test_finetunejobs_and_canary_reach_final_states_through_api_faults(
                     and get_or_none(cp, ns, "deployment", "bank-r1") is None and s)
 
         st = wait_for("revision 2 promoted, revision 1 retired", revision_2_promoted, timeout=120, interval=0.5)
-        wait_for("every FineTuneJob terminal", lambda: all_terminal(k, ns, names), timeout=180, interval=0.5)
+        wait_all_terminal(k, ns, names, timeout=180)
     finally:
         player.stop.set()
         player.join(timeout=5)
@@ -105,8 +105,9 @@ def test_finetunejobs_and_canary_reach_final_states_through_api_faults(
     assert deployments_seen == {"bank-r1", "bank-r2"}, deployments_seen
     left = [d["metadata"]["name"] for d in get(cp, ns, "deployments", "-l", "tuneline.io/modeldeployment=bank")["items"]]
     assert left == ["bank-r2"], left
-    reasons = [e["reason"] for e in md_events(cp, ns, "bank")]
-    assert reasons.count("CanaryStarted") == 1 and reasons.count("Promoted") == 1, reasons
+    # (Events are best effort, posted after the status write: a lost response on that write loses the
+    # transition's Event, and the status history above stays the record — so they are only reported)
+    print(f"ModelDeployment events: {[e['reason'] for e in md_events(cp, ns, 'bank')]}")
     # the faults really happened, every kind of them (the test cannot pass vacuously)
     assert all(proxy.counts[kind] > 0 for kind in KINDS), proxy.summary()
     assert rayjob_attempts(k, ns)  # sanity: the lists above were not empty

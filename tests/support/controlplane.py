@@ -199,6 +199,7 @@ class ControlPlane:
         self.kubeconfig = self.workdir / "kubeconfig"
         self.server = ""
         self.started_seconds: float | None = None
+        self.apiserver_restarts = 0
         self._ssl: ssl.SSLContext | None = None
         self._stopped = False
 
@@ -271,6 +272,41 @@ class ControlPlane:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     # ------------------------------------------------------------------ user-facing helpers
+    def restart_apiserver(self, *, sig: int = signal.SIGTERM, grace_seconds: float = 10.0,
+                          down_seconds: float = 0.0, timeout: float = 90.0) -> float:
+        """Stop kube-apiserver (``sig``: SIGTERM is a graceful shutdown — it stops listening at once, then
+        drains, and is killed if still there after ``grace_seconds``, as a kubelet would; SIGKILL is a
+        crash), leave it down for ``down_seconds``, start it again on the same port with the same
+        certificates, flags and etcd data, and wait for /readyz. Returns the seconds it was unreachable.
+        Clients (controller-manager, scheduler, kwok, the operator) keep their kubeconfigs: they must
+        reconnect on their own."""
+        proc = next(p for p in self.procs if p.name == "kube-apiserver")
+        t0 = time.monotonic()
+        _killpg(proc.popen.pid, sig)
+        try:
+            proc.popen.wait(timeout=grace_seconds)
+        except subprocess.TimeoutExpired:
+            _killpg(proc.popen.pid, signal.SIGKILL)
+            proc.popen.wait(timeout=10)
+        self.procs.remove(proc)
+        with open(proc.log, "ab") as fh:
+            fh.write(f"\n===== stopped with signal {sig}, exit {proc.popen.returncode}; restarting =====\n".encode())
+        time.sleep(down_seconds)
+        deadline = time.monotonic() + timeout
+        # the old listener may linger for a moment: retry the bind until the port is free again
+        while True:
+            self._start_apiserver(port=self.ports["apiserver"])
+            try:
+                self._wait(lambda: self._api_ok("/readyz"), deadline, "kube-apiserver /readyz after a restart")
+                break
+            except ControlPlaneError:
+                failed = self.procs.pop()
+                if failed.alive() or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        self.apiserver_restarts += 1
+        return time.monotonic() - t0
+
     @property
     def env(self) -> dict[str, str]:
         """os.environ with KUBECONFIG pointing here and the control-plane binaries first on PATH."""
@@ -350,8 +386,8 @@ class ControlPlane:
             "--unsafe-no-fsync", "--log-level", "warn",
         ])
 
-    def _start_apiserver(self) -> None:
-        port = free_port()
+    def _start_apiserver(self, port: int | None = None) -> None:
+        port = port or free_port()
         self.ports["apiserver"] = port
         self.server = f"https://127.0.0.1:{port}"
         pki = self.workdir / "pki"

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable
 from urllib.parse import urlencode
 
-from tuneline.api import API_VERSION
+from tuneline.api import API_VERSION, RESOURCES
 
 FIELD_MANAGER = "tuneline-cli"
 GROUP = API_VERSION.split("/")[0]
@@ -48,8 +48,14 @@ class ResourceType:
         return f"{p}/{name}" if name else p
 
 
-FINETUNEJOB = ResourceType("FineTuneJob", "finetunejobs", "finetunejob", "ftj")
-MODELDEPLOYMENT = ResourceType("ModelDeployment", "modeldeployments", "modeldeployment", "mdep")
+def _resource_type(kind: str) -> ResourceType:
+    """From the API models, the one home of kinds, plurals and short names."""
+    model = RESOURCES[kind]
+    return ResourceType(model.kind_name, model.plural, model.kind_name.lower(), model.short_names[0])
+
+
+FINETUNEJOB = _resource_type("FineTuneJob")
+MODELDEPLOYMENT = _resource_type("ModelDeployment")
 RESOURCE_TYPES = (FINETUNEJOB, MODELDEPLOYMENT)
 BY_KIND = {rt.kind: rt for rt in RESOURCE_TYPES}
 ALL_ALIASES = ("all", "tuneline")  # `tuneline` is the CRDs' category

@@ -75,8 +75,9 @@ def classifier_repository(repo: Path, smoke: bool) -> dict[str, Any]:
 
     _, export, report = ef.classifier_export()
     for name, batching in (("cls_batch", True), ("cls_nobatch", False)):
+        # the defaults a ModelDeployment gets (queue delay included); only batching on/off differs
         add_model_version(repo, name, "sequence-classification", export, report,
-                          triton=TritonSettings(dynamic_batching=batching, max_queue_delay_microseconds=2000))
+                          triton=TritonSettings(dynamic_batching=batching))
     version_dir = repo / "cls_batch" / "1"
     precision = report["variants"][report["primary"]].get("precision", report["primary"])
     return {"model": f"MiniLM-L6 intent classifier (fine-tuned, ONNX {precision}: the export's primary variant, "

@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         timings[area] = round(time.perf_counter() - start, 1)
     results = results_dir(args.smoke)
     report, sections, targets = {}, [], []
-    for area in areas:
+    # every area's latest results, also those not rerun this time (``--only``): one report
+    for area in sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py")):
         json_file, md_file = results / f"{area}.json", results / f"{area}.md"
         if not json_file.exists():
             continue

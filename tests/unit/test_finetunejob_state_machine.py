@@ -242,9 +242,28 @@ def test_export_failure_and_export_disabled():
     w.report(evalLoss=1.0)
     w.ray("bank-assistant-a1", jobStatus="SUCCEEDED")
     w.run()
-    w.export_job["status"] = {"conditions": [{"type": "Failed", "status": "True", "message": "parity check failed"}]}
+    w.export_job["status"] = {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                                              "message": "Job has reached the specified backoff limit"}]}
     w.step()
-    assert w.status["reason"] == "ExportFailed" and "parity check failed" in w.status["message"]
+    assert w.status["reason"] == "ExportFailed" and "backoff limit" in w.status["message"]
+
+
+def test_parity_gate_exit_code_fails_the_export_job_at_once_and_reads_as_parity_check_failed():
+    from tuneline_workloads import contract
+
+    w = World()
+    w.run(); w.run()
+    w.report(evalLoss=1.0)
+    w.ray("bank-assistant-a1", jobStatus="SUCCEEDED")
+    w.run()
+    rule = w.export_job["spec"]["podFailurePolicy"]["rules"][0]
+    assert rule["action"] == "FailJob" and rule["onExitCodes"]["values"] == [contract.EXPORT_EXIT_PARITY_FAILED]
+    w.export_job["status"] = {"conditions": [{"type": "Failed", "status": "True", "reason": "PodFailurePolicy",
+                                              "message": "Container export for pod x failed with exit code 3 "
+                                                         "matching FailJob rule at index 0"}]}
+    w.step()
+    assert w.status["phase"] == "Failed" and w.status["reason"] == "ParityCheckFailed"
+    assert "parity gate" in w.status["message"] and "kubectl logs job/bank-assistant-export" in w.status["message"]
 
     w = World(export={"onnx": {"enabled": False}})
     w.run(); w.run()

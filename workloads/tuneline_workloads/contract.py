@@ -22,6 +22,10 @@ EXPORT_DIR = "export"                    # export/onnx/, export/onnx-genai/, exp
 EXPORT_REPORT_FILE = "export_report.json"
 TRITON_REPOSITORY_DIR = "triton"         # triton/<model>/<version>/..., config.pbtxt
 
+# the exporter's exit code when the parity gate rejects the export: deterministic, so the export
+# Job fails at once (podFailurePolicy FailJob, no retry) and the operator reports ParityCheckFailed
+EXPORT_EXIT_PARITY_FAILED = 3
+
 # progress.json keys (camelCase, the same names as FineTuneJob status.progress / status.metrics):
 #   {"phase": "Training", "epoch": 1.4, "step": 140, "totalSteps": 300, "percent": 46,
 #    "etaSeconds": 420, "metrics": {"trainLoss": 1.21, "evalLoss": 1.34, "tokensPerSecond": 5400},

@@ -9,6 +9,7 @@ from tuneline.api import FineTuneJob
 from tuneline.builders import common as c
 from tuneline.builders.training import _resources
 from tuneline.settings import Settings
+from tuneline_workloads import contract
 
 EXPORT_MODULE = "tuneline_workloads.export"
 
@@ -60,6 +61,9 @@ def build_export_job(job: FineTuneJob, attempt: int, settings: Settings) -> dict
         pod["priorityClassName"] = r.priority_class_name
     job_spec: dict[str, Any] = {
         "backoffLimit": spec.backoff_limit,
+        # a parity-gate failure is deterministic: fail the Job at once instead of retrying it
+        "podFailurePolicy": {"rules": [{"action": "FailJob", "onExitCodes": {
+            "containerName": "export", "operator": "In", "values": [contract.EXPORT_EXIT_PARITY_FAILED]}}]},
         "suspend": spec.suspend,
         "template": {"metadata": {"labels": c.labels(job, attempt, "export")}, "spec": pod},
     }

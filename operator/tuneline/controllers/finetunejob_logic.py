@@ -132,6 +132,11 @@ def job_state(job: dict[str, Any]) -> tuple[str, str]:
     return "running", ""
 
 
+def failed_by_pod_failure_policy(job: dict[str, Any]) -> bool:
+    return any(c.get("type") == "Failed" and c.get("status") == "True" and c.get("reason") == "PodFailurePolicy"
+               for c in (job.get("status") or {}).get("conditions") or [])
+
+
 def export_wanted(job: FineTuneJob) -> bool:
     return job.spec.export.onnx.enabled or job.spec.export.tensorrt.enabled
 
@@ -368,9 +373,15 @@ def _export_stage(act: Action, job: FineTuneJob, export_job, settings, generatio
         return act
     state, detail = job_state(export_job)
     if state == "failed":
-        st.set_condition(s, st.EXPORTED, "False", FailureReason.EXPORT_FAILED.value, detail, generation)
-        return _fail(act, FailureReason.EXPORT_FAILED,
-                     f"export Job {name} failed: {detail}; see kubectl logs job/{name}", generation, now)
+        if failed_by_pod_failure_policy(export_job):   # its only FailJob rule: the parity gate's exit code
+            reason = FailureReason.PARITY_CHECK_FAILED
+            message = (f"export Job {name}: the exported model does not match the trained one (parity gate); "
+                       f"the measured differences are in kubectl logs job/{name} and the export report")
+        else:
+            reason = FailureReason.EXPORT_FAILED
+            message = f"export Job {name} failed: {detail}; see kubectl logs job/{name}"
+        st.set_condition(s, st.EXPORTED, "False", reason.value, detail, generation)
+        return _fail(act, reason, message, generation, now)
     if state in ("running", "suspended"):
         want = job.spec.suspend
         if bool((export_job.get("spec") or {}).get("suspend")) != want:

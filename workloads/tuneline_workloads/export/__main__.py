@@ -6,7 +6,8 @@
 
 ``--spec`` is ``spec.export`` in the wire format (JSON file, or inline JSON). With
 ``--repository`` the passing export is added as the next version of ``--model-name``.
-Exit status: 0 passed, 3 the parity gate failed (artifacts kept), 1 any other failure.
+Exit status: 0 passed, ``contract.EXPORT_EXIT_PARITY_FAILED`` (3) the parity gate failed (artifacts
+kept), 1 any other failure.
 The last line on stdout is a JSON summary (report path, primary variant, version).
 """
 
@@ -17,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-EXIT_PARITY_FAILED = 3
+from tuneline_workloads import contract
 
 
 def _json_arg(value: str | None) -> dict:
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"parity gate failed: {exc}", file=sys.stderr)
         print(json.dumps({"status": "Failed", "reason": "ParityCheckFailed", "message": str(exc),
                           "report": str(args.output_dir / "export_report.json")}))
-        return EXIT_PARITY_FAILED
+        return contract.EXPORT_EXIT_PARITY_FAILED
     except Exception as exc:  # noqa: BLE001
         print(f"export failed: {exc}", file=sys.stderr)
         print(json.dumps({"status": "Failed", "reason": "ExportFailed", "message": str(exc)}))

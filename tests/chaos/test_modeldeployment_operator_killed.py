@@ -15,7 +15,6 @@ import json
 import random
 import time
 
-import pytest
 
 from tests.integration.operator_fixtures import get, restricted_namespace, storage, wait_for  # noqa: F401
 from tests.integration.serving_fixtures import (condition, md_status, modeldeployment,  # noqa: F401

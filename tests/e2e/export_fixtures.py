@@ -8,6 +8,7 @@ optimizer steps), small enough to build in well under a minute on 2 cores.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -169,7 +170,9 @@ _EXPORTS: dict[str, tuple[Path, dict]] = {}
 
 def _session_dir() -> Path:
     if "dir" not in _EXPORTS:
-        _EXPORTS["dir"] = (Path(tempfile.mkdtemp(prefix="tuneline-export-e2e-")), {})
+        path = Path(tempfile.mkdtemp(prefix="tuneline-export-e2e-"))
+        atexit.register(shutil.rmtree, path, True)   # ~700 MB a session: never left behind
+        _EXPORTS["dir"] = (path, {})
     return _EXPORTS["dir"][0]
 
 

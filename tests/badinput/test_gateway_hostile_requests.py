@@ -46,7 +46,7 @@ from tuneline_workloads.gateway.app import Gateway, create_app  # noqa: E402
 from tuneline_workloads.gateway.audit import AuditLog  # noqa: E402
 from tuneline_workloads.gateway.config import GatewayConfig  # noqa: E402
 from tuneline_workloads.gateway.guardrails import ApiKeys  # noqa: E402
-from tuneline_workloads.gateway.triton import GenChunk  # noqa: E402
+from tests.support.triton_standin import ScriptedTriton  # noqa: E402
 
 KEY = "sk-hostile-0123456789abcdef"
 OTHER_KEY = "sk-other-fedcba9876543210"
@@ -54,33 +54,6 @@ CHAT = "/v1/chat/completions"
 MAX_BYTES = 1024 * 1024
 CAP = 256
 BURST = 5
-
-
-class StandIn:
-    """Plays Triton: answers "Hello there" to every generation."""
-
-    def __init__(self):
-        self.calls = 0
-
-    async def start(self):
-        pass
-
-    async def close(self):
-        pass
-
-    async def ready(self, max_age=0.5):
-        return True
-
-    async def version(self):
-        return "3"
-
-    async def triton_metrics(self):
-        return ""
-
-    async def generate(self, req, request_id=""):
-        self.calls += 1
-        yield GenChunk("Hello", "", 4, 1)
-        yield GenChunk(" there", "stop", 4, 2)
 
 
 def good(**kw) -> dict[str, Any]:
@@ -205,10 +178,10 @@ CASES = [
 ]
 
 
-def make() -> tuple[Any, StandIn, io.StringIO, Gateway, Callable[[float], None]]:
+def make() -> tuple[Any, ScriptedTriton, io.StringIO, Gateway, Callable[[float], None]]:
     now = [0.0]
     audit = io.StringIO()
-    backend = StandIn()
+    backend = ScriptedTriton()
     cfg = GatewayConfig(model="bank", max_request_bytes=MAX_BYTES, max_tokens=CAP, burst=BURST,
                         requests_per_minute=60, blocked_terms=["Secret-Project"],
                         blocked_patterns=[r"\b(?:\d[ -]?){13,16}\b"])

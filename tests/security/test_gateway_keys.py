@@ -27,7 +27,6 @@ import hmac
 import io
 import json
 
-import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
@@ -38,42 +37,14 @@ from tuneline_workloads.gateway.app import Gateway, create_app  # noqa: E402
 from tuneline_workloads.gateway.audit import AuditLog  # noqa: E402
 from tuneline_workloads.gateway.config import GatewayConfig  # noqa: E402
 from tuneline_workloads.gateway.guardrails import ApiKeys, KeyFileError, parse_key_file  # noqa: E402
-from tuneline_workloads.gateway.triton import GenChunk  # noqa: E402
+from tests.support.triton_standin import ScriptedTriton  # noqa: E402
 
 KEY = "sk-sec-0123456789abcdef0123"
 KEYS = {"alice": KEY.encode(), "bob": b"sk-sec-bob-9876543210fedcba", "carol": b"sk-sec-carol-aaaaaaaaaaaaaaaa"}
 
 
-class StandIn:
-    def __init__(self):
-        self.calls = 0
-
-    async def start(self):
-        pass
-
-    async def close(self):
-        pass
-
-    async def ready(self, max_age=0.5):
-        return True
-
-    async def version(self):
-        return "1"
-
-    async def triton_metrics(self):
-        return ""
-
-    async def generate(self, req, request_id=""):
-        self.calls += 1
-        yield GenChunk("ok", "stop", 1, 1)
-
-    async def classify(self, texts, request_id=""):
-        self.calls += 1
-        return ["a", "b"], np.array([[0.9, 0.1]] * len(texts))
-
-
 def client_for(keys: ApiKeys, task: str = "chat"):
-    backend, audit = StandIn(), io.StringIO()
+    backend, audit = ScriptedTriton(), io.StringIO()
     gw = Gateway(GatewayConfig(model="m", task=task), backend, keys, AuditLog(stream=audit))
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(gw, manage_backend=False)),
                                base_url="http://gw")

@@ -20,53 +20,15 @@ from tuneline_workloads.gateway.audit import AuditLog  # noqa: E402
 from tuneline_workloads.gateway.config import GatewayConfig  # noqa: E402
 from tuneline_workloads.gateway.guardrails import ApiKeys  # noqa: E402
 from tuneline_workloads.gateway.sse import parse_events  # noqa: E402
-from tuneline_workloads.gateway.triton import GenChunk, TritonModelError, TritonUnavailable  # noqa: E402
+from tests.support.triton_standin import ScriptedTriton  # noqa: E402
+from tuneline_workloads.gateway.triton import TritonModelError, TritonUnavailable  # noqa: E402
 
 KEY = "sk-unit-0123456789"
 
 
-class FakeBackend:
-    """Plays Triton: ``script`` is a list of words, or an exception raised at that position."""
-
-    def __init__(self, script=None, delay=0.0):
-        self.script = script or ["Hello", " there"]
-        self.delay = delay
-        self.calls = 0
-        self.closed = 0
-
-    async def start(self):
-        pass
-
-    async def close(self):
-        pass
-
-    async def ready(self, max_age=0.5):
-        return True
-
-    async def version(self):
-        return "7"
-
-    async def triton_metrics(self):
-        return "# TYPE nv_fake counter\nnv_fake 1\n"
-
-    async def generate(self, req, request_id=""):
-        self.calls += 1
-        try:
-            n = 0
-            for i, item in enumerate(self.script):
-                if isinstance(item, BaseException):
-                    raise item
-                await asyncio.sleep(self.delay)
-                n += 1
-                last = i == len(self.script) - 1
-                yield GenChunk(item, "stop" if last else "", 3, n)
-        finally:
-            self.closed += 1
-
-
 def make(script=None, delay=0.0, **cfg):
     audit = io.StringIO()
-    backend = FakeBackend(script, delay)
+    backend = ScriptedTriton(script, delay)
     config = GatewayConfig(model="m", **cfg)
     gw = Gateway(config, backend, ApiKeys(keys={"unit": KEY.encode()}), AuditLog(stream=audit))
     app = create_app(gw, manage_backend=False)

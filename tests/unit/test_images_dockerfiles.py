@@ -147,6 +147,21 @@ def test_nvidia_bases_and_serving_numpy():
     assert re.search(r"^FROM nvcr\.io/nvidia/tensorrt:\d{2}\.\d{2}-py3\b", trt, re.M)
 
 
+def test_triton_image_installs_the_serve_extra():
+    """The Triton image's pip line is pyproject's ``serve`` extra (GPU builds of ONNX Runtime and
+    ONNX Runtime GenAI in place of the CPU ones), same version ranges: a dependency added to the
+    extra and forgotten in the image would only show in a cluster."""
+    import tomllib
+
+    serve = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["serve"]
+    triton = (REPO / "images" / "triton" / "Dockerfile").read_text()
+    gpu = {"onnxruntime": "onnxruntime-gpu", "onnxruntime-genai": "onnxruntime-genai-cuda"}
+    for requirement in serve:
+        name, rest = re.match(r"([A-Za-z0-9_.-]+)(.*)", requirement).groups()
+        expected = f'"{gpu.get(name, name)}{rest}"'
+        assert expected in triton, f"images/triton/Dockerfile does not install {expected} (pyproject serve extra)"
+
+
 def test_chart_defaults_name_these_images():
     import yaml
 

@@ -66,8 +66,11 @@ def main(argv: list[str] | None = None) -> int:
              "cache: %s", cfg.model, cfg.task, args.triton_grpc, args.host, args.port,
              f"{len(keys._keys)} from {args.api_keys_file}" if keys.enabled else "off",
              cfg.requests_per_minute, cfg.burst, "on" if cfg.cache_enabled else "off")
+    # uvloop and httptools (the serve extra) rather than uvicorn's pure-Python fallbacks: h11
+    # parsing alone was about 0.7 ms of the gateway's per-request cost on 2 cores
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level.lower(),
-                access_log=args.access_log, timeout_graceful_shutdown=10, server_header=False)
+                access_log=args.access_log, timeout_graceful_shutdown=10, server_header=False,
+                loop="uvloop", http="httptools")
     return 0
 
 

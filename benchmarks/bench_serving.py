@@ -11,7 +11,7 @@
 2. Overhead at concurrency 1 (classifier): ONNX Runtime in-process (tokenise + run, the model's
    own code path) vs Triton over gRPC vs gateway (HTTP) + Triton. Target: p50 added <= 2 ms. The
    gateway is called with a lean keep-alive client (the standard library's ``http.client``, as
-   curl or a load tester would); httpx's own client cost (~1.5 ms here) is reported beside it.
+   curl or a load tester would); httpx's own client cost (about 1 ms here) is reported beside it.
 3. Streamed chat tokens/s, greedy, through gateway + Triton vs ONNX Runtime GenAI in-process
    (same export, same prompts). Target >= 0.9x.
 

@@ -29,6 +29,38 @@ def summarize(samples: list[float]) -> dict[str, float]:
     return {"median": statistics.median(samples), "min": min(samples), "max": max(samples), "runs": len(samples)}
 
 
+def _other_processes_cpu_s(own: int) -> float:
+    """CPU seconds used so far by every process on the machine but ``own`` (Linux ``/proc``)."""
+    tick, total = os.sysconf("SC_CLK_TCK"), 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == own:
+            continue
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:   # the process ended meanwhile
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def wait_until_quiet(max_cores: float = 0.1, window_s: float = 1.0, timeout_s: float = 90.0) -> dict[str, float]:
+    """Block until the rest of the machine uses under ``max_cores`` for a whole ``window_s``.
+
+    Timed loops start only then: Ray Train starts half a dozen helper actors (controller,
+    placement-group cleaner, preemption watcher, ...) alongside the training function, and their
+    imports take ~15 CPU-seconds on 2 cores while the first steps run. That is part of Ray's fixed
+    start-up (reported with it), not of its per-step cost. Returns how long it waited and the last
+    window's load, so a run that never got quiet says so."""
+    own, start = os.getpid(), time.perf_counter()
+    while True:
+        before = _other_processes_cpu_s(own)
+        time.sleep(window_s)
+        load = (_other_processes_cpu_s(own) - before) / window_s
+        waited = time.perf_counter() - start
+        if load < max_cores or waited >= timeout_s:
+            return {"waited_s": round(waited, 1), "background_cores": round(max(0.0, load), 3)}
+
+
 def repeat(fn: Callable[[], Any], runs: int, warmup: int = 1) -> dict[str, float]:
     """Seconds per call of ``fn``: median, min and max over ``runs`` calls after ``warmup``."""
     for _ in range(warmup):
@@ -57,7 +89,7 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
 def write_result(area: str, data: dict[str, Any], markdown: str) -> Path:
     out = results_dir(bool(data.get("smoke")))
     out.mkdir(parents=True, exist_ok=True)
-    data = {"area": area, "machine": {"cpus": len(os.sched_getaffinity(0)), "platform": platform.platform(),
+    data = {"area": area, "measured_at": time.strftime("%Y-%m-%d %H:%M"), "machine": {"cpus": len(os.sched_getaffinity(0)), "platform": platform.platform(),
                                       "load_average_after": os.getloadavg()[0]}, **data}
     (out / f"{area}.json").write_text(json.dumps(data, indent=2, default=str))
     (out / f"{area}.md").write_text(markdown.rstrip() + "\n")

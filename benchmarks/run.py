@@ -63,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{time.strftime('%Y-%m-%d %H:%M')}, {len(os.sched_getaffinity(0))} cores; load average at the end "
         f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min). Ratios compare runs taken side by side in "
         "this one run; each figure is a median of several runs.",
-        "## Targets", summary, *sections,
+        "## Targets", summary,
+        "Measured at: " + ", ".join(f"{area} {data.get('measured_at', 'unknown')}" for area, data in report.items()),
+        *sections,
         "## Plots", "\n".join(f"![{p.stem}](plots/{p.name})" for p in pictures) or "(none)",
         "## Wall time per area (s)", json.dumps(timings)])
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import markdown_table, summarize, target_row, wait_until_quiet, write_result  # noqa: E402
+from benchmarks.common import (markdown_table, summarize, target_row, wait_until_quiet,  # noqa: E402
+                               write_result)
 
 CACHE = Path(os.environ.get("TUNELINE_MODEL_CACHE", Path.home() / ".cache" / "tuneline" / "models"))
 LORA = {"r": 16, "alpha": 32}
@@ -91,6 +92,10 @@ def _figures(batches: list[list[dict]], step_times: list[float], params: dict) -
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **params}
 
 
+def _quiet_figures(quiet: dict) -> dict:
+    return {"quiet_wait_s": quiet["waited_s"], "background_cores": quiet["background_cores"]}
+
+
 def run_steps(config: dict) -> dict:
     """The plain loop: ``steps`` optimizer steps of tuneline's own forward/loss, after one warm-up step."""
     import torch
@@ -113,7 +118,7 @@ def run_steps(config: dict) -> dict:
         optimizer.zero_grad(set_to_none=True)
         if step:
             times.append(time.perf_counter() - start)
-    return {**_figures(batches, times, params), "quiet_wait_s": quiet["waited_s"], "background_cores": quiet["background_cores"]}
+    return {**_figures(batches, times, params), **_quiet_figures(quiet)}
 
 
 def run_hf_trainer(config: dict) -> dict:
@@ -150,7 +155,7 @@ def run_hf_trainer(config: dict) -> dict:
         InOrder(model=model, args=args, train_dataset=flat, data_collator=lambda b: collate(b, config["pad_id"]),
                 callbacks=[StepClock()]).train()
     steps = [b - a for a, b in zip(ends, ends[1:])]
-    return {**_figures(batches, steps[1:], params), "quiet_wait_s": quiet["waited_s"], "background_cores": quiet["background_cores"]}
+    return {**_figures(batches, steps[1:], params), **_quiet_figures(quiet)}
 
 
 def _ray_loop(config: dict) -> None:

@@ -89,8 +89,9 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
 def write_result(area: str, data: dict[str, Any], markdown: str) -> Path:
     out = results_dir(bool(data.get("smoke")))
     out.mkdir(parents=True, exist_ok=True)
-    data = {"area": area, "measured_at": time.strftime("%Y-%m-%d %H:%M"), "machine": {"cpus": len(os.sched_getaffinity(0)), "platform": platform.platform(),
-                                      "load_average_after": os.getloadavg()[0]}, **data}
+    machine = {"cpus": len(os.sched_getaffinity(0)), "platform": platform.platform(),
+               "load_average_after": os.getloadavg()[0]}
+    data = {"area": area, "measured_at": time.strftime("%Y-%m-%d %H:%M"), "machine": machine, **data}
     (out / f"{area}.json").write_text(json.dumps(data, indent=2, default=str))
     (out / f"{area}.md").write_text(markdown.rstrip() + "\n")
     print(markdown)

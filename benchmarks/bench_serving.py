@@ -226,16 +226,18 @@ def bench_overhead(triton, gateway_url: str, facts: dict[str, Any], calls: int, 
     lean = http.client.HTTPConnection(host, int(port), timeout=30)
     body = json.dumps({"input": TEXTS[0]})
 
+    def post() -> http.client.HTTPResponse:
+        lean.request("POST", "/v1/classify", body, {"Content-Type": "application/json"})
+        return lean.getresponse()
+
     def via_gateway():
         try:
-            lean.request("POST", "/v1/classify", body, {"Content-Type": "application/json"})
-            r = lean.getresponse()
+            r = post()
         except (ConnectionError, http.client.HTTPException):
             # uvicorn closes a connection idle for 5 s (while the other paths ran): reconnect,
             # in a warm-up call, as any keep-alive client does
             lean.close()
-            lean.request("POST", "/v1/classify", body, {"Content-Type": "application/json"})
-            r = lean.getresponse()
+            r = post()
         r.read()
         if r.status != 200:
             raise RuntimeError(f"gateway answered {r.status}")

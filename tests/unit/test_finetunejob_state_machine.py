@@ -65,6 +65,13 @@ class World:
     def report(self, **metrics):  # what the trainer patches into status.metrics
         self.status.setdefault("metrics", {}).update(metrics)
 
+    def trained_and_passed_the_gate(self):
+        """Attempt 1 trains, reports a passing evalLoss and succeeds; the next reconcile exports."""
+        self.run(); self.run()
+        self.report(evalLoss=1.0)
+        self.ray("bank-assistant-a1", jobStatus="SUCCEEDED")
+        self.run()
+
 
 def test_first_visit_writes_unknown_conditions_then_creates_attempt_one():
     w = World()
@@ -238,47 +245,36 @@ def test_ttl_deletes_children_but_never_the_job():
 
 def test_export_failure_and_export_disabled():
     w = World()
-    w.run(); w.run()
-    w.report(evalLoss=1.0)
-    w.ray("bank-assistant-a1", jobStatus="SUCCEEDED")
-    w.run()
+    w.trained_and_passed_the_gate()
     w.export_job["status"] = {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
                                               "message": "Job has reached the specified backoff limit"}]}
     w.step()
     assert w.status["reason"] == "ExportFailed" and "backoff limit" in w.status["message"]
+
+    w = World(export={"onnx": {"enabled": False}})
+    w.trained_and_passed_the_gate()
+    assert w.status["phase"] == "Succeeded" and w.export_job is None
 
 
 def test_parity_gate_exit_code_fails_the_export_job_at_once_and_reads_as_parity_check_failed():
     from tuneline_workloads import contract
 
     w = World()
-    w.run(); w.run()
-    w.report(evalLoss=1.0)
-    w.ray("bank-assistant-a1", jobStatus="SUCCEEDED")
-    w.run()
+    w.trained_and_passed_the_gate()
     rule = w.export_job["spec"]["podFailurePolicy"]["rules"][0]
     assert rule["action"] == "FailJob" and rule["onExitCodes"]["values"] == [contract.EXPORT_EXIT_PARITY_FAILED]
     w.export_job["status"] = {"conditions": [{"type": "Failed", "status": "True", "reason": "PodFailurePolicy",
-                                              "message": "Container export for pod x failed with exit code 3 "
-                                                         "matching FailJob rule at index 0"}]}
+                                              "message": "Container export for pod x failed with exit code "
+                                                         f"{contract.EXPORT_EXIT_PARITY_FAILED} matching FailJob "
+                                                         "rule at index 0"}]}
     w.step()
     assert w.status["phase"] == "Failed" and w.status["reason"] == "ParityCheckFailed"
     assert "parity gate" in w.status["message"] and "kubectl logs job/bank-assistant-export" in w.status["message"]
 
-    w = World(export={"onnx": {"enabled": False}})
-    w.run(); w.run()
-    w.report(evalLoss=1.0)
-    w.ray("bank-assistant-a1", jobStatus="SUCCEEDED")
-    w.run()
-    assert w.status["phase"] == "Succeeded" and w.export_job is None
-
 
 def test_export_that_never_reports_its_version_fails_after_the_grace_period():
     w = World()
-    w.run(); w.run()
-    w.report(evalLoss=1.0)
-    w.ray("bank-assistant-a1", jobStatus="SUCCEEDED")
-    w.run()
+    w.trained_and_passed_the_gate()
     w.export_job["status"] = {"conditions": [{"type": "Complete", "status": "True"}],
                               "completionTime": "2026-01-01T12:00:00Z"}
     w.now = T0 + timedelta(seconds=SETTINGS.export_report_grace_seconds + 1)

@@ -7,7 +7,8 @@
   the rest of the machine is quiet (``wait_until_quiet``), which for Ray means after its helper
   actors have started;
 * LoRA vs full fine-tuning: step time ratio (target <= 0.8), peak RSS and trainable fraction;
-* packed vs padded batches: tokens/s ratio (target >= 1.3);
+* packed vs padded batches: tokens/s ratio (target >= 1.3) on multi-turn chat sessions, whose lengths
+  vary; the single-exchange bank rows, nearly equal in length, as a reference;
 * achieved FLOP/s as a fraction of this machine's measured fp32 matrix-multiply peak (MFU);
 * scaling: one epoch's wall time against dataset size, step time against sequence length.
 
@@ -40,7 +41,18 @@ CACHE = Path(os.environ.get("TUNELINE_MODEL_CACHE", Path.home() / ".cache" / "tu
 LORA = {"r": 16, "alpha": 32}
 
 
-def _examples(max_length: int, rows: int | None = None):
+def multi_turn_sessions(exchanges: list[dict], count: int, max_turns: int = 4, seed: int = 0) -> list[dict]:
+    """Customer-service sessions of 1..``max_turns`` bank exchanges each (a seeded draw): chat data
+    whose lengths vary the way multi-turn conversations do, unlike the single-exchange bank rows."""
+    import random
+
+    rng = random.Random(seed)
+    return [{"messages": [m for ex in rng.sample(exchanges, rng.randint(1, max_turns)) for m in ex["messages"]]}
+            for _ in range(count)]
+
+
+def _examples(max_length: int, rows: int | None = None, sessions: int | None = None):
+    """Encoded chat examples: the bank rows (the first ``rows``), or ``sessions`` multi-turn sessions."""
     from transformers import AutoTokenizer
 
     from tuneline_workloads.data import Row, encode_rows
@@ -50,6 +62,8 @@ def _examples(max_length: int, rows: int | None = None):
     model_dir = prepare_packaged_model("smollm2-135m-instruct", CACHE / "smollm2-135m-instruct")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     source = bank_train_rows()
+    if sessions:
+        source = multi_turn_sessions(source, sessions)
     rows_ = [Row(source="bench", line=i, messages=r["messages"]) for i, r in enumerate(source[:rows] if rows else source)]
     examples, _ = encode_rows(rows_, tokenizer, "chat", max_length)
     return model_dir, examples, tokenizer.pad_token_id
@@ -87,13 +101,34 @@ def _figures(batches: list[list[dict]], step_times: list[float], params: dict) -
     processed = sum(len(b) * max(len(p["input_ids"]) for p in b) for b in timed)   # what the model computed on
     widths = [max(len(p["input_ids"]) for p in b) for b in timed]
     return {"samples_per_s": samples / total, "tokens_per_s": tokens / total,
-            "processed_tokens_per_s": processed / total, "step_s": statistics.median(step_times),
+            "processed_tokens_per_s": processed / total, "padding_fraction": 1 - tokens / processed, "step_s": statistics.median(step_times),
             "mean_width": statistics.mean(widths), "epoch_s": total,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **params}
 
 
-def _quiet_figures(quiet: dict) -> dict:
-    return {"quiet_wait_s": quiet["waited_s"], "background_cores": quiet["background_cores"]}
+class _Interference:
+    """How much the rest of the machine got in the loop's way while it ran: context switches on the
+    whole machine (``/proc/stat``), and how often the kernel took a core from this process's threads."""
+
+    def __init__(self):
+        self.began, self.switches, self.preempted = time.perf_counter(), self._switches(), self._preempted()
+
+    @staticmethod
+    def _switches() -> int:
+        for line in Path("/proc/stat").read_text().splitlines():
+            if line.startswith("ctxt "):
+                return int(line.split()[1])
+        return 0
+
+    @staticmethod
+    def _preempted() -> int:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw
+
+    def figures(self, quiet: dict) -> dict:
+        seconds = time.perf_counter() - self.began
+        return {"quiet_wait_s": quiet["waited_s"], "background_cores": quiet["background_cores"],
+                "switches_per_s": (self._switches() - self.switches) / seconds,
+                "preempted_per_s": (self._preempted() - self.preempted) / seconds}
 
 
 def run_steps(config: dict) -> dict:
@@ -108,6 +143,7 @@ def run_steps(config: dict) -> dict:
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     batches = _batches(config)
     quiet = wait_until_quiet()
+    interference = _Interference()
     times = []
     for step, picked in enumerate(batches):
         start = time.perf_counter()
@@ -118,7 +154,8 @@ def run_steps(config: dict) -> dict:
         optimizer.zero_grad(set_to_none=True)
         if step:
             times.append(time.perf_counter() - start)
-    return {**_figures(batches, times, params), **_quiet_figures(quiet)}
+    return {**_figures(batches, times, params),
+            **interference.figures(quiet)}
 
 
 def run_hf_trainer(config: dict) -> dict:
@@ -146,6 +183,7 @@ def run_hf_trainer(config: dict) -> dict:
             return torch.utils.data.SequentialSampler(self.train_dataset)
 
     quiet = wait_until_quiet()
+    interference = _Interference()
     with tempfile.TemporaryDirectory() as tmp:
         args = TrainingArguments(output_dir=tmp, per_device_train_batch_size=config["batch_size"],
                                  max_steps=len(batches), learning_rate=1e-4, lr_scheduler_type="constant",
@@ -155,7 +193,8 @@ def run_hf_trainer(config: dict) -> dict:
         InOrder(model=model, args=args, train_dataset=flat, data_collator=lambda b: collate(b, config["pad_id"]),
                 callbacks=[StepClock()]).train()
     steps = [b - a for a, b in zip(ends, ends[1:])]
-    return {**_figures(batches, steps[1:], params), **_quiet_figures(quiet)}
+    return {**_figures(batches, steps[1:], params),
+            **interference.figures(quiet)}
 
 
 def _ray_loop(config: dict) -> None:
@@ -257,12 +296,18 @@ def main(argv: list[str] | None = None) -> int:
     runs = 1 if args.smoke else args.runs
     max_length = 64 if args.smoke else 256
     model_dir, examples, pad_id = _examples(max_length)
+    _, sessions, _ = _examples(max_length, sessions=24 if args.smoke else 96)
+    session_lengths = sorted(len(e["input_ids"]) for e in sessions)
     shape = _model_shape(model_dir)
     base = {"model_dir": str(model_dir), "examples": examples, "pad_id": pad_id, "threads": threads,
             "batch_size": 4, "steps": 2 if args.smoke else 8, "max_length": max_length, "method": "lora",
             "packed": False}
     configs = {"plain": ("plain", base), "ray": ("ray", base), "trainer": ("trainer", base),
-               "full": ("plain", {**base, "method": "full"}), "packed": ("plain", {**base, "packed": True})}
+               "full": ("plain", {**base, "method": "full"}), "packed": ("plain", {**base, "packed": True}),
+               "padded_sessions": ("plain", {**base, "examples": sessions}),
+               "packed_sessions": ("plain", {**base, "examples": sessions, "packed": True})}
+    if threads > 1:   # the same pair with a core left over for Ray's own processes
+        configs |= {"plain_1_thread": ("plain", {**base, "threads": 1}), "ray_1_thread": ("ray", {**base, "threads": 1})}
     results: dict[str, list[dict]] = {name: [] for name in configs}
     started = time.perf_counter()
     for _ in range(runs):   # interleaved: the machine's speed drifts between runs
@@ -298,27 +343,49 @@ def main(argv: list[str] | None = None) -> int:
     trainer_ratio = med("ray", "samples_per_s") / med("trainer", "samples_per_s")
     lora_full = med("plain", "step_s") / med("full", "step_s")
     packed_padded = med("packed", "tokens_per_s") / med("plain", "tokens_per_s")
+    packed_padded_sessions = med("packed_sessions", "tokens_per_s") / med("padded_sessions", "tokens_per_s")
     rows = [
         target_row("Ray Train vs plain loop, samples/s (1 worker, same threads)", ray_ratio, 0.95, True,
                    f"plain {med('plain', 'samples_per_s'):.2f}/s, Ray {med('ray', 'samples_per_s'):.2f}/s; "
                    f"Ray start-up + fit() wall {med('ray', 'wall_s'):.1f} s for {base['steps'] + 1} steps, of which "
                    f"{med('ray', 'quiet_wait_s'):.0f} s waiting for Ray's helper actors to start (plain loop: "
-                   f"{med('plain', 'quiet_wait_s'):.0f} s)"),
+                   f"{med('plain', 'quiet_wait_s'):.0f} s); during the loop the machine switched threads "
+                   f"{med('ray', 'switches_per_s'):.0f}/s under Ray vs {med('plain', 'switches_per_s'):.0f}/s plain, "
+                   f"and took a core from the loop {med('ray', 'preempted_per_s'):.0f}/s vs "
+                   f"{med('plain', 'preempted_per_s'):.0f}/s"),
+        *([{"name": "Ray Train vs plain loop, samples/s, 1 thread each (a core left for Ray's processes)",
+            "ratio": round(med("ray_1_thread", "samples_per_s") / med("plain_1_thread", "samples_per_s"), 3),
+            "target": "-", "passed": "-",
+            "detail": f"plain {med('plain_1_thread', 'samples_per_s'):.2f}/s, Ray {med('ray_1_thread', 'samples_per_s'):.2f}/s "
+                      "(a reference: what Ray Train's own path costs when its processes need not share the "
+                      "loop's cores)"}] if "ray_1_thread" in configs else []),
         {"name": "Ray Train vs transformers Trainer, samples/s", "ratio": round(trainer_ratio, 3), "target": "-",
          "passed": "-", "detail": f"Trainer {med('trainer', 'samples_per_s'):.2f}/s (no target: a reference)"},
         target_row("LoRA vs full step time", lora_full, 0.8, False,
                    f"LoRA {med('plain', 'step_s'):.2f} s, full {med('full', 'step_s'):.2f} s; peak RSS LoRA "
                    f"{med('plain', 'peak_rss_mb'):.0f} MB, full {med('full', 'peak_rss_mb'):.0f} MB; trainable "
                    f"{results['plain'][0]['trainableFraction']:.2%} vs 100%"),
-        target_row("packed vs padded tokens/s", packed_padded, 1.3, True,
-                   f"padded {med('plain', 'tokens_per_s'):.0f} tok/s (pad tokens not counted), "
-                   f"packed {med('packed', 'tokens_per_s'):.0f} tok/s, maxLength {max_length}"),
+        target_row("packed vs padded tokens/s, multi-turn sessions", packed_padded_sessions, 1.3, True,
+                   f"padded {med('padded_sessions', 'tokens_per_s'):.0f} tok/s (pad tokens not counted; "
+                   f"{med('padded_sessions', 'padding_fraction'):.0%} of what it computed was padding), packed "
+                   f"{med('packed_sessions', 'tokens_per_s'):.0f} tok/s; {len(sessions)} sessions of 1-4 bank "
+                   f"exchanges, {session_lengths[0]}-{session_lengths[-1]} tokens, maxLength {max_length}"),
+        {"name": "packed vs padded tokens/s, single-exchange bank rows", "ratio": round(packed_padded, 3),
+         "target": "-", "passed": "-",
+         "detail": f"padded {med('plain', 'tokens_per_s'):.0f} tok/s, packed {med('packed', 'tokens_per_s'):.0f} "
+                   f"tok/s; rows of nearly equal length waste only {med('plain', 'padding_fraction'):.1%} on "
+                   f"padding, so packing can gain at most {1 / (1 - med('plain', 'padding_fraction')):.2f}x here "
+                   "(a reference)"},
     ]
     table = [{"loop": name, "method": configs[name][1]["method"], "packed": configs[name][1]["packed"],
+              "data": "sessions" if "sessions" in name else "bank rows",
               "samples_per_s": round(med(name, "samples_per_s"), 2),
               "samples_per_s_min": round(min(r["samples_per_s"] for r in results[name]), 2),
               "samples_per_s_max": round(max(r["samples_per_s"] for r in results[name]), 2),
               "tokens_per_s": round(med(name, "tokens_per_s"), 1), "step_s": round(med(name, "step_s"), 2),
+              "padding": f"{med(name, 'padding_fraction'):.1%}",
+              "switches_per_s": round(med(name, "switches_per_s")),
+              "preempted_per_s": round(med(name, "preempted_per_s")),
               "peak_rss_mb": round(med(name, "peak_rss_mb")), "mfu": f"{mfu(name):.1%}"} for name in configs]
     mode = "smoke" if args.smoke else f"median of {runs}"
     markdown = "\n".join([

@@ -25,7 +25,9 @@ def training(data: dict[str, Any], out: Path) -> list[Path]:
     configs = data.get("configurations") or []
     if configs:
         fig, ax = plt.subplots(figsize=(7, 3.5))
-        names = [f"{c['loop']}\n({c['method']}{', packed' if c['packed'] else ''})" for c in configs]
+        names = [f"{c['loop']}\n({c['method']}{', packed' if c['packed'] else ''})".replace("_", "\n")
+                 for c in configs]
+        fig.set_size_inches(max(7, 1.1 * len(configs)), 4)
         ax.bar(names, [c["samples_per_s"] for c in configs], color="#4477aa",
                yerr=[[c["samples_per_s"] - c["samples_per_s_min"] for c in configs],
                      [c["samples_per_s_max"] - c["samples_per_s"] for c in configs]], capsize=4)

@@ -67,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         "Measured at: " + ", ".join(f"{area} {data.get('measured_at', 'unknown')}" for area, data in report.items()),
         *sections,
         "## Plots", "\n".join(f"![{p.stem}](plots/{p.name})" for p in pictures) or "(none)",
-        "## Wall time per area (s)", json.dumps(timings)])
+        "## Wall time per area (s)",
+        json.dumps(timings) if timings else "(no area was run this time: the report was rebuilt from the results "
+                                            "of record in benchmarks/results/)"])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "report.md").write_text(text + "\n")
     (out_dir / "report.json").write_text(json.dumps({"mode": mode, "areas": report, "targets": targets,

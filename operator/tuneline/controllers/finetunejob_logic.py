@@ -133,6 +133,8 @@ def job_state(job: dict[str, Any]) -> tuple[str, str]:
 
 
 def failed_by_pod_failure_policy(job: dict[str, Any]) -> bool:
+    """Whether a batch/v1 Job failed because a ``podFailurePolicy`` FailJob rule matched (an exit code
+    the workload chose), not because its retries ran out."""
     return any(c.get("type") == "Failed" and c.get("status") == "True" and c.get("reason") == "PodFailurePolicy"
                for c in (job.get("status") or {}).get("conditions") or [])
 

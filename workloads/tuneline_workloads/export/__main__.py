@@ -60,13 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     except ParityError as exc:
         print(f"parity gate failed: {exc}", file=sys.stderr)
         print(json.dumps({"status": "Failed", "reason": "ParityCheckFailed", "message": str(exc),
-                          "report": str(args.output_dir / "export_report.json")}))
+                          "report": str(args.output_dir / contract.EXPORT_REPORT_FILE)}))
         return contract.EXPORT_EXIT_PARITY_FAILED
     except Exception as exc:  # noqa: BLE001
         print(f"export failed: {exc}", file=sys.stderr)
         print(json.dumps({"status": "Failed", "reason": "ExportFailed", "message": str(exc)}))
         return 1
-    summary = {"status": "Succeeded", "report": str(args.output_dir / "export_report.json"),
+    summary = {"status": "Succeeded", "report": str(args.output_dir / contract.EXPORT_REPORT_FILE),
                "primary": report.get("primary"), "tensorrt": (report.get("tensorrt") or {}).get("status")}
     if args.repository:
         from tuneline_workloads.triton.repository import add_model_version

@@ -41,7 +41,7 @@ check-crds: setup
 	$(PY) -m tuneline.api.crdgen --check
 	bash charts/sync-crds.sh --check
 
-## bench: the benchmark suite (~30 min on 2 cores; writes benchmarks/report.md + report.json + plots/)
+## bench: the benchmark suite (~50 min on 2 cores; writes benchmarks/report.md + report.json + plots/)
 bench: setup controlplane
 	$(PY) -m benchmarks.run
 

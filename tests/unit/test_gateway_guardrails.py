@@ -125,6 +125,26 @@ def test_output_filter_catches_a_term_split_over_chunks_before_sending_any_of_it
     assert "".join(out) in "The word is"
 
 
+ZW = "\u200b"   # zero-width space: invisible, removed before terms are compared
+
+
+def test_output_filter_holds_back_visible_characters_so_zero_width_padding_sends_none_of_a_term():
+    filt = OutputFilter(Moderation(["secret"]))
+    out, rest = _stream(filt, ["The", " s", ZW * 12 + "e", "cret", " ok"])
+    assert filt.blocked
+    sent = "".join(out) + rest
+    assert "s" not in sent.replace("The", ""), sent
+
+
+def test_output_filter_catches_a_term_whose_sent_part_was_padded_past_the_raw_hold_back():
+    # the raw-character hold-back would send "s" + 12 zero-width characters and then check only the
+    # last 5 raw characters before "ecret": the term got through, split and padded
+    filt = OutputFilter(Moderation(["secret"]))
+    out, rest = _stream(filt, ["s" + ZW * 12, ZW, ZW, ZW, ZW, ZW, ZW, "ecret"])
+    assert filt.blocked
+    assert "s" not in "".join(out) + rest
+
+
 def test_output_filter_passes_clean_text_whole_and_in_order():
     pieces = ["You", " said", ":", " hello", " 1", " 2", " 3"]
     filt = OutputFilter(Moderation(["swordfish"]))

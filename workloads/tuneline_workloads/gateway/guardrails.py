@@ -156,6 +156,10 @@ class RateLimiter:
 _INVISIBLE = dict.fromkeys([0x00AD, *range(0x200B, 0x2010), *range(0x2060, 0x2065), 0xFEFF])
 
 
+def _visible_len(text: str) -> int:
+    return len(text) - sum(ord(c) in _INVISIBLE for c in text)
+
+
 def fold(text: str) -> str:
     """What blocked terms are compared on: NFKC (fullwidth and other compatibility forms become plain
     letters), invisible characters removed, case folded — so "ｓｅｃｒｅｔ" or "se\u200bcret" is "secret"."""
@@ -195,7 +199,9 @@ class OutputFilter:
 
     Chunks are sent whole (never split mid-token), once at least ``hold`` characters follow them:
     a term is never partly sent (``hold`` is one less than the longest term); a pattern match
-    longer than ``window`` characters may be partly sent before it is recognised.
+    longer than ``window`` characters may be partly sent before it is recognised. ``hold`` counts
+    visible characters (those :func:`fold` keeps), so padding a term with zero-width characters
+    neither gets part of it sent early nor pushes its start out of the text checked again.
     """
 
     def __init__(self, moderation: Moderation, window: int = 32) -> None:
@@ -206,7 +212,7 @@ class OutputFilter:
         self.text = ""
         self.sent = 0
         self.pending: list[str] = []
-        self.pending_chars = 0
+        self.pending_visible = 0
         self.blocked = False
 
     def feed(self, chunk: str) -> str:
@@ -217,7 +223,7 @@ class OutputFilter:
             self.text += chunk
             self.sent = len(self.text)
             return chunk
-        start = max(0, self.sent - self.hold)
+        start = self._back_from_sent(self.hold)
         self.text += chunk
         # earlier text passed already: only a match reaching into the new chunk is possible
         if self.moderation.check(self.text[start:]):
@@ -225,15 +231,23 @@ class OutputFilter:
             self.pending.clear()
             return ""
         self.pending.append(chunk)
-        self.pending_chars += len(chunk)
+        self.pending_visible += _visible_len(chunk)
         out = []
-        while self.pending and self.pending_chars - len(self.pending[0]) >= self.hold:
+        while self.pending and self.pending_visible - _visible_len(self.pending[0]) >= self.hold:
             piece = self.pending.pop(0)
-            self.pending_chars -= len(piece)
+            self.pending_visible -= _visible_len(piece)
             out.append(piece)
         text = "".join(out)
         self.sent += len(text)
         return text
+
+    def _back_from_sent(self, visible: int) -> int:
+        """Where the sent text's last ``visible`` visible characters begin."""
+        i, seen = self.sent, 0
+        while i > 0 and seen < visible:
+            i -= 1
+            seen += ord(self.text[i]) not in _INVISIBLE
+        return i
 
     def flush(self) -> str:
         """The end of the stream: the rest of the text (already checked), unless blocked."""
@@ -241,6 +255,6 @@ class OutputFilter:
             return ""
         text = "".join(self.pending)
         self.pending.clear()
-        self.pending_chars = 0
+        self.pending_visible = 0
         self.sent += len(text)
         return text

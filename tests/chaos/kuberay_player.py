@@ -81,15 +81,21 @@ def rayjob_attempts(k: Kube, ns: str) -> dict[str, Counter]:
 
 
 def not_terminal(k: Kube, ns: str, names: list[str]) -> dict[str, dict]:
-    """The jobs not Succeeded/Failed yet: their status, and their export Job's status when there is one
-    (what a timed-out wait reports)."""
+    """The jobs not Succeeded/Failed yet: their status, and their export Job's status and pods when
+    there is one (what a timed-out wait reports)."""
     items = {i["metadata"]["name"]: i for i in k.list(*FTJ, ns)}
     out = {}
     for n in names:
         status = items[n].get("status") or {}
         if status.get("phase") not in ("Succeeded", "Failed"):
             export = k.get("batch/v1", "Job", ns, f"{n}-export")
-            out[n] = {"status": status, "exportJob": export and export.get("status")}
+            pods = [{"name": p["metadata"]["name"], "node": p["spec"].get("nodeName"),
+                     "phase": (p.get("status") or {}).get("phase"),
+                     "conditions": [(c["type"], c["status"], c.get("reason"), c.get("message"))
+                                    for c in (p.get("status") or {}).get("conditions") or []]}
+                    for p in k.list("v1", "Pod", ns, f"job-name={n}-export")] if export else []
+            out[n] = {"status": status, "exportJob": export and {"suspend": export["spec"].get("suspend"),
+                                                                  "status": export.get("status"), "pods": pods}}
     return out
 
 

@@ -128,12 +128,15 @@ class Kube:
         return self.request("GET", path(api_version, kind, namespace), query=query).get("items") or []
 
     def create(self, obj: dict[str, Any], namespace: str | None = None) -> tuple[dict[str, Any] | None, bool]:
-        """Create if absent: (object, created). An existing object of that name is left untouched."""
+        """Create if absent: (object, created). An existing object of that name is left untouched.
+
+        Only a 409 whose reason is ``AlreadyExists`` means the object is there; any other 409
+        (``Conflict``) created nothing and is raised, for the caller to decide again."""
         ns = namespace or obj["metadata"].get("namespace")
         try:
             return self.request("POST", path(obj["apiVersion"], obj["kind"], ns), body=obj), True
         except ApiError as exc:
-            if exc.status == 409:
+            if exc.already_exists:
                 return None, False
             raise
 

@@ -101,7 +101,8 @@ def _figures(batches: list[list[dict]], step_times: list[float], params: dict) -
     processed = sum(len(b) * max(len(p["input_ids"]) for p in b) for b in timed)   # what the model computed on
     widths = [max(len(p["input_ids"]) for p in b) for b in timed]
     return {"samples_per_s": samples / total, "tokens_per_s": tokens / total,
-            "processed_tokens_per_s": processed / total, "padding_fraction": 1 - tokens / processed, "step_s": statistics.median(step_times),
+            "processed_tokens_per_s": processed / total, "padding_fraction": 1 - tokens / processed,
+            "step_s": statistics.median(step_times),
             "mean_width": statistics.mean(widths), "epoch_s": total,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **params}
 
@@ -307,7 +308,8 @@ def main(argv: list[str] | None = None) -> int:
                "padded_sessions": ("plain", {**base, "examples": sessions}),
                "packed_sessions": ("plain", {**base, "examples": sessions, "packed": True})}
     if threads > 1:   # the same pair with a core left over for Ray's own processes
-        configs |= {"plain_1_thread": ("plain", {**base, "threads": 1}), "ray_1_thread": ("ray", {**base, "threads": 1})}
+        configs |= {"plain_1_thread": ("plain", {**base, "threads": 1}),
+                    "ray_1_thread": ("ray", {**base, "threads": 1})}
     results: dict[str, list[dict]] = {name: [] for name in configs}
     started = time.perf_counter()
     for _ in range(runs):   # interleaved: the machine's speed drifts between runs

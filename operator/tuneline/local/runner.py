@@ -12,10 +12,12 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from tuneline import status as st
 from tuneline.api import FailureReason, FineTuneJob, ModelDeployment, Phase
@@ -76,6 +78,22 @@ class TrainingError(Exception):
 _TRAINER_EXITS = {2: (FailureReason.INVALID_DATASET, 2), 3: (FailureReason.INVALID_SPEC, 2)}
 
 
+@contextmanager
+def _ctrl_c_as_flag() -> Iterator[threading.Event]:
+    """Ctrl-C sets the event instead of raising wherever the main thread happens to be: an
+    interrupt raised inside the progress display's lock could leave it held, and the run would then
+    hang on its way out. Outside the main thread (no signal handlers there) the event stays unset."""
+    interrupted = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.set())
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def train_in_subprocess(job: FineTuneJob, output_dir: Path, ctx: RunContext, log: Path,
                         on_progress: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
     """Run the trainer's own entry point (the one a training pod runs) in a child process.
@@ -93,17 +111,18 @@ def train_in_subprocess(job: FineTuneJob, output_dir: Path, ctx: RunContext, log
     progress_file = output_dir / contract.PROGRESS_FILE
     started = time.time()
     last_update = None
-    with open(log, "ab") as out:
+    with open(log, "ab") as out, _ctrl_c_as_flag() as interrupted:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
         try:
-            while process.poll() is None:
-                time.sleep(0.5)
+            while process.poll() is None and not interrupted.wait(0.5):
                 try:
                     if progress_file.stat().st_mtime >= started and progress_file.stat().st_mtime != last_update:
                         last_update = progress_file.stat().st_mtime
                         on_progress(json.loads(progress_file.read_text()))
                 except (OSError, ValueError):
                     pass  # not written yet, or being replaced
+            if interrupted.is_set():
+                raise KeyboardInterrupt
         except KeyboardInterrupt:
             process.send_signal(signal.SIGINT)  # the trainer stops Ray and keeps its checkpoints
             try:

@@ -78,18 +78,24 @@ class TrainingError(Exception):
 _TRAINER_EXITS = {2: (FailureReason.INVALID_DATASET, 2), 3: (FailureReason.INVALID_SPEC, 2)}
 
 
+@dataclass
+class _CtrlC:
+    pressed: bool = False
+
+
 @contextmanager
-def _ctrl_c_as_flag() -> Iterator[threading.Event]:
-    """Ctrl-C sets the event instead of raising wherever the main thread happens to be: an
-    interrupt raised inside the progress display's lock could leave it held, and the run would then
-    hang on its way out. Outside the main thread (no signal handlers there) the event stays unset."""
-    interrupted = threading.Event()
+def _ctrl_c_as_flag() -> Iterator[_CtrlC]:
+    """Ctrl-C sets a flag instead of raising wherever the main thread happens to be: an interrupt
+    raised inside the progress display's lock could leave it held, and the run would then hang on its
+    way out. The handler only assigns an attribute (taking a lock there could deadlock with the
+    interrupted code). Outside the main thread (no signal handlers there) the flag stays unset."""
+    ctrl_c = _CtrlC()
     if threading.current_thread() is not threading.main_thread():
-        yield interrupted
+        yield ctrl_c
         return
-    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.set())
+    previous = signal.signal(signal.SIGINT, lambda *_: setattr(ctrl_c, "pressed", True))
     try:
-        yield interrupted
+        yield ctrl_c
     finally:
         signal.signal(signal.SIGINT, previous)
 
@@ -111,17 +117,18 @@ def train_in_subprocess(job: FineTuneJob, output_dir: Path, ctx: RunContext, log
     progress_file = output_dir / contract.PROGRESS_FILE
     started = time.time()
     last_update = None
-    with open(log, "ab") as out, _ctrl_c_as_flag() as interrupted:
+    with open(log, "ab") as out, _ctrl_c_as_flag() as ctrl_c:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
         try:
-            while process.poll() is None and not interrupted.wait(0.5):
+            while process.poll() is None and not ctrl_c.pressed:
+                time.sleep(0.5)
                 try:
                     if progress_file.stat().st_mtime >= started and progress_file.stat().st_mtime != last_update:
                         last_update = progress_file.stat().st_mtime
                         on_progress(json.loads(progress_file.read_text()))
                 except (OSError, ValueError):
                     pass  # not written yet, or being replaced
-            if interrupted.is_set():
+            if ctrl_c.pressed:
                 raise KeyboardInterrupt
         except KeyboardInterrupt:
             process.send_signal(signal.SIGINT)  # the trainer stops Ray and keeps its checkpoints

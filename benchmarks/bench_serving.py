@@ -397,7 +397,8 @@ def main(argv: list[str] | None = None) -> int:
             proc, url = start_gateway(triton, "cls_batch", "sequence-classification", work)
             try:
                 # many short interleaved rounds: a single-request latency drifts with the machine
-                overhead = bench_overhead(triton, url, facts, 20 if args.smoke else 150, rounds if args.smoke else 6)
+                data["overhead_rounds"], data["overhead_calls"] = (rounds, 20) if args.smoke else (6, 150)
+                overhead = bench_overhead(triton, url, facts, data["overhead_calls"], data["overhead_rounds"])
             finally:
                 stop(proc)
         data["batching"], data["overhead_p50_ms"] = batching, overhead
@@ -446,7 +447,8 @@ def main(argv: list[str] | None = None) -> int:
                    "it amortises:",
                markdown_table(data["batching_ceiling"], ["variant", "rows", "one_per_row_ms_per_row",
                                                          "one_call_ms_per_row", "ceiling_x"])]
-    md += ["", "### p50 latency at concurrency 1 (ms; median of 6 interleaved rounds of 150 calls per path)",
+    md += ["", f"### p50 latency at concurrency 1 (ms; median of {data['overhead_rounds']} interleaved rounds of "
+               f"{data['overhead_calls']} calls per path)",
           markdown_table([{"path": k, "p50_ms": v} for k, v in overhead.items()], ["path", "p50_ms"]),
           "\nThe gateway is called with the standard library's keep-alive `http.client`; the httpx row is the "
           "same call through httpx, whose own cost is the difference.",

@@ -6,9 +6,11 @@
    on / off), both in one real tritonserver, driven by closed-loop gRPC clients at concurrency
    1, 4 and 16, the two models interleaved. Target (issue 5): at 16, throughput >= 2x and p95 not
    worse than 1.2x. The same pair is measured at 16 with the export's fp32 variant too: the primary
-   variant is INT8, whose per-row cost on a CPU hardly falls with batch size (no VNNI here), so the
-   fp32 pair shows what batching gives a model that a batch of one under-uses. Beside them, the
-   ceiling inside the model: in-process ORT, 16 rows in one call vs one call each (ms per row).
+   variant is INT8, whose per-row cost falls with batch size only where the CPU has VNNI or AMX
+   (the report names the CPU's features), so the fp32 pair shows what batching gives a model that a
+   batch of one under-uses. Beside them, the ceiling inside the model: in-process ORT, 16 rows in
+   one call vs one call each (ms per row); and, as a reference for the default queue delay, the
+   batching model with the default vs 500 µs at each concurrency.
 2. Overhead at concurrency 1 (classifier): ONNX Runtime in-process (tokenise + run, the model's
    own code path) vs Triton over gRPC vs gateway (HTTP) + Triton. Target: p50 added <= 2 ms. The
    gateway is called with a lean keep-alive client (the standard library's ``http.client``, as
@@ -86,6 +88,9 @@ def classifier_repository(repo: Path, smoke: bool) -> dict[str, Any]:
         # the defaults a ModelDeployment gets (queue delay included); only batching on/off differs
         add_model_version(repo, name, "sequence-classification", export, variant,
                           triton=TritonSettings(dynamic_batching=batching))
+    # the queue delay the default was before (500 µs), beside the default's
+    add_model_version(repo, "cls_delay500", "sequence-classification", export, report,
+                      triton=TritonSettings(max_queue_delay_microseconds=500))
     version_dir = repo / "cls_batch" / "1"
     precision = report["variants"][report["primary"]].get("precision", report["primary"])
     return {"model": f"MiniLM-L6 intent classifier (fine-tuned, ONNX {precision}: the export's primary variant, "
@@ -203,8 +208,12 @@ def closed_loop(grpc_url: str, model: str, concurrency: int, seconds: float) -> 
 
 
 def bench_batching(triton, levels: list[int], seconds: float, rounds: int,
-                   pair: tuple[str, str] = ("cls_batch", "cls_nobatch")) -> list[dict[str, Any]]:
+                   pair: tuple[str, str] = ("cls_batch", "cls_nobatch"),
+                   labels: tuple[str, str] = ("batching", "no_batching")) -> list[dict[str, Any]]:
+    """Closed-loop throughput and latency of two models side by side; the row's keys start with
+    ``labels`` and its ratios are the first model's over the second's."""
     rows = []
+    a, b = labels
     for c in levels:
         runs: dict[str, list[dict[str, float]]] = {pair[0]: [], pair[1]: []}
         for _ in range(rounds):  # interleaved: drift on a shared machine hits both alike
@@ -214,10 +223,10 @@ def bench_batching(triton, levels: list[int], seconds: float, rounds: int,
         med = {m: {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50_ms", "p95_ms")}
                for m, rs in runs.items()}
         on, off = med[pair[0]], med[pair[1]]
-        rows.append({"concurrency": c, "batching_rps": round(on["rps"], 1), "no_batching_rps": round(off["rps"], 1),
+        rows.append({"concurrency": c, f"{a}_rps": round(on["rps"], 1), f"{b}_rps": round(off["rps"], 1),
                      "throughput_x": round(on["rps"] / off["rps"], 2),
-                     "batching_p50_ms": round(on["p50_ms"], 2), "no_batching_p50_ms": round(off["p50_ms"], 2),
-                     "batching_p95_ms": round(on["p95_ms"], 2), "no_batching_p95_ms": round(off["p95_ms"], 2),
+                     f"{a}_p50_ms": round(on["p50_ms"], 2), f"{b}_p50_ms": round(off["p50_ms"], 2),
+                     f"{a}_p95_ms": round(on["p95_ms"], 2), f"{b}_p95_ms": round(off["p95_ms"], 2),
                      "p95_x": round(on["p95_ms"] / off["p95_ms"], 2),
                      "errors": sum(r["errors"] for rs in runs.values() for r in rs)})
     return rows
@@ -375,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--skip-generator", action="store_true", help="leave out the streamed tokens/s part")
     args = parser.parse_args(argv)
+    from tuneline_workloads.triton.repository import TritonSettings
     from tuneline_workloads.triton.server import TritonServer
 
     seconds = 1.0 if args.smoke else args.seconds
@@ -388,12 +398,16 @@ def main(argv: list[str] | None = None) -> int:
         repo.mkdir()
         facts = classifier_repository(repo, args.smoke)
         data["classifier"] = facts["model"]
-        models = ["cls_batch", "cls_nobatch"] + (["cls_fp32_batch", "cls_fp32_nobatch"] if facts["onnx"] else [])
+        models = ["cls_batch", "cls_nobatch"] + (["cls_fp32_batch", "cls_fp32_nobatch", "cls_delay500"]
+                                                 if facts["onnx"] else [])
         with TritonServer(repo, models=models, log_file=work / "triton.log") as triton:
             batching = bench_batching(triton, levels, seconds, rounds)
             if facts["onnx"]:
                 data["batching_fp32"] = bench_batching(triton, levels[-1:], seconds, rounds,
                                                        ("cls_fp32_batch", "cls_fp32_nobatch"))
+                default_delay = TritonSettings().max_queue_delay_microseconds
+                data["queue_delay"] = bench_batching(triton, levels, seconds, rounds, ("cls_batch", "cls_delay500"),
+                                                     (f"delay_{default_delay}us", "delay_500us"))
             proc, url = start_gateway(triton, "cls_batch", "sequence-classification", work)
             try:
                 # many short interleaved rounds: a single-request latency drifts with the machine
@@ -441,6 +455,11 @@ def main(argv: list[str] | None = None) -> int:
                markdown_table(data["batching_fp32"], ["concurrency", "batching_rps", "no_batching_rps",
                                                       "throughput_x", "batching_p95_ms", "no_batching_p95_ms",
                                                       "p95_x", "errors"])]
+    if "queue_delay" in data:
+        delay = data["queue_delay"]
+        md += ["", "Dynamic batching with the default queue delay vs 500 µs (reference, no target; the ratios "
+                   "are the default's over 500 µs's):",
+               markdown_table(delay, [k for k in delay[0] if k != "errors"] + ["errors"])]
     if "batching_ceiling" in data:
         md += ["", "What batching saves inside the model itself (in-process ONNX Runtime, no Triton): the same "
                    "rows in one call vs one call each. Triton's batching gains this, plus the per-request costs "

@@ -34,8 +34,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import (markdown_table, summarize, target_row, wait_until_quiet,  # noqa: E402
-                               write_result)
+from benchmarks.common import (markdown_table, other_processes_cpu_s, summarize, target_row,  # noqa: E402
+                               wait_until_quiet, write_result)
 
 CACHE = Path(os.environ.get("TUNELINE_MODEL_CACHE", Path.home() / ".cache" / "tuneline" / "models"))
 LORA = {"r": 16, "alpha": 32}
@@ -108,11 +108,13 @@ def _figures(batches: list[list[dict]], step_times: list[float], params: dict) -
 
 
 class _Interference:
-    """How much the rest of the machine got in the loop's way while it ran: context switches on the
-    whole machine (``/proc/stat``), and how often the kernel took a core from this process's threads."""
+    """How much the rest of the machine got in the loop's way while it ran: the cores every other
+    process used (under Ray: its raylet, GCS, agents and helper actors), context switches on the whole
+    machine (``/proc/stat``), and how often the kernel took a core from this process's threads."""
 
     def __init__(self):
         self.began, self.switches, self.preempted = time.perf_counter(), self._switches(), self._preempted()
+        self.others_cpu_s = other_processes_cpu_s(os.getpid())
 
     @staticmethod
     def _switches() -> int:
@@ -128,6 +130,7 @@ class _Interference:
     def figures(self, quiet: dict) -> dict:
         seconds = time.perf_counter() - self.began
         return {"quiet_wait_s": quiet["waited_s"], "background_cores": quiet["background_cores"],
+                "others_cores": (other_processes_cpu_s(os.getpid()) - self.others_cpu_s) / seconds,
                 "switches_per_s": (self._switches() - self.switches) / seconds,
                 "preempted_per_s": (self._preempted() - self.preempted) / seconds}
 
@@ -351,7 +354,9 @@ def main(argv: list[str] | None = None) -> int:
                    f"plain {med('plain', 'samples_per_s'):.2f}/s, Ray {med('ray', 'samples_per_s'):.2f}/s; "
                    f"Ray start-up + fit() wall {med('ray', 'wall_s'):.1f} s for {base['steps'] + 1} steps, of which "
                    f"{med('ray', 'quiet_wait_s'):.0f} s waiting for Ray's helper actors to start (plain loop: "
-                   f"{med('plain', 'quiet_wait_s'):.0f} s); during the loop the machine switched threads "
+                   f"{med('plain', 'quiet_wait_s'):.0f} s); during the loop the other processes used "
+                   f"{med('ray', 'others_cores'):.2f} of the {threads} cores under Ray vs "
+                   f"{med('plain', 'others_cores'):.2f} plain, the machine switched threads "
                    f"{med('ray', 'switches_per_s'):.0f}/s under Ray vs {med('plain', 'switches_per_s'):.0f}/s plain, "
                    f"and took a core from the loop {med('ray', 'preempted_per_s'):.0f}/s vs "
                    f"{med('plain', 'preempted_per_s'):.0f}/s"),
@@ -386,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
               "samples_per_s_max": round(max(r["samples_per_s"] for r in results[name]), 2),
               "tokens_per_s": round(med(name, "tokens_per_s"), 1), "step_s": round(med(name, "step_s"), 2),
               "padding": f"{med(name, 'padding_fraction'):.1%}",
+              "others_cores": round(med(name, "others_cores"), 2),
               "switches_per_s": round(med(name, "switches_per_s")),
               "preempted_per_s": round(med(name, "preempted_per_s")),
               "peak_rss_mb": round(med(name, "peak_rss_mb")), "mfu": f"{mfu(name):.1%}"} for name in configs]

@@ -29,7 +29,7 @@ def summarize(samples: list[float]) -> dict[str, float]:
     return {"median": statistics.median(samples), "min": min(samples), "max": max(samples), "runs": len(samples)}
 
 
-def _other_processes_cpu_s(own: int) -> float:
+def other_processes_cpu_s(own: int) -> float:
     """CPU seconds used so far by every process on the machine but ``own`` (Linux ``/proc``)."""
     tick, total = os.sysconf("SC_CLK_TCK"), 0
     for pid in os.listdir("/proc"):
@@ -53,9 +53,9 @@ def wait_until_quiet(max_cores: float = 0.1, window_s: float = 1.0, timeout_s: f
     window's load, so a run that never got quiet says so."""
     own, start = os.getpid(), time.perf_counter()
     while True:
-        before = _other_processes_cpu_s(own)
+        before = other_processes_cpu_s(own)
         time.sleep(window_s)
-        load = (_other_processes_cpu_s(own) - before) / window_s
+        load = (other_processes_cpu_s(own) - before) / window_s
         waited = time.perf_counter() - start
         if load < max_cores or waited >= timeout_s:
             return {"waited_s": round(waited, 1), "background_cores": round(max(0.0, load), 3)}
@@ -86,10 +86,28 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
+def cpu_model_and_features() -> dict[str, Any]:
+    """The CPU's model name and the vector / matrix instruction sets that change what ML kernels
+    cost (INT8 gains from batching much more with VNNI or AMX): machines here differ between runs."""
+    model, flags = platform.processor(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    except OSError:
+        pass
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
+    return {"cpu": model, "cpu_features": [f for f in wanted if f in flags]}
+
+
 def write_result(area: str, data: dict[str, Any], markdown: str) -> Path:
     out = results_dir(bool(data.get("smoke")))
     out.mkdir(parents=True, exist_ok=True)
-    machine = {"cpus": len(os.sched_getaffinity(0)), "platform": platform.platform(),
+    machine = {"cpus": len(os.sched_getaffinity(0)), "platform": platform.platform(), **cpu_model_and_features(),
                "load_average_after": os.getloadavg()[0]}
     data = {"area": area, "measured_at": time.strftime("%Y-%m-%d %H:%M"), "machine": machine, **data}
     (out / f"{area}.json").write_text(json.dumps(data, indent=2, default=str))

@@ -42,14 +42,23 @@ def main(argv: list[str] | None = None) -> int:
         timings[area] = round(time.perf_counter() - start, 1)
     results = results_dir(args.smoke)
     report, sections, targets = {}, [], []
+    # benchmarks/results/ is not committed: in a fresh clone the areas not rerun (``--only``) come
+    # from the committed report, which carries each area's data and its section of the text
+    of_record = {} if args.smoke or not (BENCH_DIR / "report.json").exists() else \
+        json.loads((BENCH_DIR / "report.json").read_text()).get("areas", {})
     # every area's latest results, also those not rerun this time (``--only``): one report
     for area in sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py")):
         json_file, md_file = results / f"{area}.json", results / f"{area}.md"
-        if not json_file.exists():
+        if json_file.exists():
+            data = json.loads(json_file.read_text())
+            section = md_file.read_text() if md_file.exists() else data.get("markdown", "")
+        elif area in of_record:
+            data = of_record[area]
+            section = data.get("markdown", "")
+        else:
             continue
-        data = json.loads(json_file.read_text())
-        report[area] = data
-        sections.append(md_file.read_text() if md_file.exists() else "")
+        report[area] = {**data, "markdown": section}
+        sections.append(section)
         targets += [{"area": area, **t} for t in data.get("targets", [])]
     summary = markdown_table(
         [{**t, "passed": "pass" if t.get("passed") else "FAIL"} for t in targets],

@@ -75,6 +75,16 @@ def test_classifier_config_keeps_the_gateway_contract():
     assert cfg.model_warmup[0].inputs[contract.CLS_INPUT_TEXT].input_data_file
 
 
+def test_default_settings_keep_dynamic_batching_on_with_no_queue_delay():
+    """Every field of dynamic_batching at its proto default must still switch the batcher on."""
+    cfg = parse_model_config(build_model_config("m", "python-classifier", TritonSettings(), labels=LABELS))
+    assert cfg.HasField("dynamic_batching")
+    assert cfg.dynamic_batching.max_queue_delay_microseconds == 0
+    off = parse_model_config(build_model_config("m", "python-classifier", TritonSettings(dynamic_batching=False),
+                                                labels=LABELS))
+    assert not off.HasField("dynamic_batching")
+
+
 def test_generator_config_is_decoupled_with_the_contract_io():
     cfg = parse_model_config(_build(CASES["python-generator"]))
     assert cfg.model_transaction_policy.decoupled is True

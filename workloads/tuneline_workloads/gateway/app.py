@@ -21,6 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 
 from tuneline_workloads.gateway import sse
 from tuneline_workloads.gateway.audit import AuditLog
@@ -437,8 +438,10 @@ def create_app(gateway: Gateway, *, manage_backend: bool = True) -> FastAPI:
                        if exc.status_code == 404 else "method_not_allowed" if exc.status_code == 405 else None)
         return JSONResponse(err.body(), status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
-    app.add_api_route(ROUTE_CHAT, gateway.chat, methods=["POST"])
-    app.add_api_route(ROUTE_CLASSIFY, gateway.classify, methods=["POST"])
+    # the inference routes as plain Starlette routes: they parse and validate their own bodies, and
+    # FastAPI's per-request dependency solving cost about 60 µs of the gateway's ~1 ms (cProfile)
+    app.router.routes.extend([Route(ROUTE_CHAT, gateway.chat, methods=["POST"]),
+                              Route(ROUTE_CLASSIFY, gateway.classify, methods=["POST"])])
     app.add_api_route(ROUTE_MODELS, gateway.models, methods=["GET"])
 
     async def one_model(request: Request, model_id: str) -> Response:

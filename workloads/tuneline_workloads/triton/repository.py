@@ -50,7 +50,7 @@ class TritonSettings:
 
     max_batch_size: int = 16
     dynamic_batching: bool = True
-    max_queue_delay_microseconds: int = 500
+    max_queue_delay_microseconds: int = 0
     preferred_batch_sizes: tuple[int, ...] = ()
     instances: int = 1
     gpu: bool = False
@@ -119,6 +119,7 @@ def model_config(name: str, kind: str, settings: TritonSettings | None = None, *
     def batching(batch: int) -> None:
         cfg.max_batch_size = batch
         if s.dynamic_batching and batch > 0:
+            cfg.dynamic_batching.SetInParent()        # present even when every field is 0
             cfg.dynamic_batching.max_queue_delay_microseconds = s.max_queue_delay_microseconds
             cfg.dynamic_batching.preferred_batch_size.extend([b for b in s.preferred_batch_sizes if b <= batch])
 

@@ -233,11 +233,7 @@ class TritonBackend:
             return probs.reshape(len(part), -1)
 
         parts = [texts[i:i + batch] for i in range(0, len(texts), batch)]
-        # one part (the usual case) is awaited in place: gather would wrap it in a task for nothing
-        if len(parts) == 1:
-            probs = await one(parts[0])
-        else:
-            probs = np.concatenate(await asyncio.gather(*(one(p) for p in parts)))
+        probs = np.concatenate(await asyncio.gather(*(one(p) for p in parts)))
         labels = info["labels"] or [f"LABEL_{i}" for i in range(probs.shape[1])]
         if len(labels) != probs.shape[1]:
             raise TritonModelError(f"the model has {len(labels)} labels ({contract.CLS_LABELS_PARAMETER}) "

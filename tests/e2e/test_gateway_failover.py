@@ -1,12 +1,15 @@
-"""The gateway when Triton changes under it: a model reload under load loses no request; Triton
-killed → 503 with Retry-After at once and readiness false; Triton back → the gateway recovers.
+"""The gateway when Triton changes under it: a model reload under load loses no request (chat,
+and classification on its shared gRPC stream); Triton killed → 503 with Retry-After at once and
+readiness false; Triton back → the gateway recovers. On the classification stream, an error
+reaches only the request it belongs to.
 
-Triton is real; the generator is the test model of ``gateway_models/`` (a stand-in that follows
-the model contract; the real exported models are covered by the export tests).
+Triton is real; the generator and classifier are the test models of ``gateway_models/`` (stand-ins
+that follow the model contract; the real exported models are covered by the export tests).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import threading
@@ -17,6 +20,8 @@ import pytest
 
 from gateway_support import Gateway, add_version, copy_repository, require_serving_env, run_load
 from tuneline_workloads.gateway.sse import parse_events
+from tuneline_workloads.gateway.triton import (InferStream, TritonModelError, TritonUnavailable, classify_error,
+                                               classify_request)
 from tuneline_workloads.triton.server import TritonServer
 
 pytestmark = pytest.mark.slow
@@ -30,11 +35,14 @@ def setup(tmp_path_factory):
     require_serving_env()
     work = tmp_path_factory.mktemp("gateway-failover")
     repo = copy_repository(work / "repository")
-    triton = TritonServer(repo, models=["echo_chat"], log_file=work / "triton.log").start()
-    gw = Gateway(triton, "echo_chat", "chat", work, keys={"ops": KEY}, config={
-        "rateLimit": {"requestsPerMinute": 1_000_000, "burst": 100_000},
-        "gateway": {"connectRetryS": 1.0, "retryAfterS": 2}}).start()
-    yield {"triton": triton, "gw": gw, "repo": repo, "work": work}
+    triton = TritonServer(repo, models=["echo_chat", "tiny_classifier"], log_file=work / "triton.log").start()
+    config = {"rateLimit": {"requestsPerMinute": 1_000_000, "burst": 100_000},
+              "gateway": {"connectRetryS": 1.0, "retryAfterS": 2}}
+    gw = Gateway(triton, "echo_chat", "chat", work, keys={"ops": KEY}, config=config).start()
+    cls = Gateway(triton, "tiny_classifier", "sequence-classification", work, keys={"ops": KEY},
+                  config=config).start()
+    yield {"triton": triton, "gw": gw, "cls": cls, "repo": repo, "work": work}
+    cls.stop()
     gw.stop()
     triton.stop()
 
@@ -71,6 +79,64 @@ def test_model_reload_under_load_loses_no_request(setup):
     assert ask(gw).status_code == 200
 
 
+def classify(gw, texts):
+    return httpx.post(f"{gw.url}/v1/classify", headers=AUTH, timeout=30, json={"input": texts})
+
+
+def test_classifier_reload_under_load_loses_no_request(setup):
+    cls, triton, repo = setup["cls"], setup["triton"], setup["repo"]
+    result = {}
+    load = threading.Thread(target=lambda: result.update(r=run_load(
+        cls.url, lambda w, i: {"input": [f"good w{w} r{i}"] * (1 + i % 3)}, concurrency=8, duration_s=6,
+        headers=AUTH, route="/v1/classify")))
+    load.start()
+    for version in (2, 3):
+        time.sleep(1.5)
+        add_version(repo, "tiny_classifier", version)
+        triton.load("tiny_classifier")
+    load.join(60)
+    r = result["r"]
+    print(f"\nclassifier reload under load: {r.ok} requests, {len(r.errors)} errors")
+    assert not r.errors, r.errors[:5]
+    assert r.ok > 100
+    assert httpx.get(f"http://{triton.http_url}/v2/models/tiny_classifier/versions/3/ready").status_code == 200
+    answer = classify(cls, ["I love it", "I hate it"])
+    assert answer.status_code == 200
+    assert [d["label"] for d in answer.json()["data"]] == ["positive", "negative"]
+
+
+def test_stream_error_reaches_only_its_request(setup):
+    """Requests in flight together on one stream: the ones Triton refuses get their own error at
+    once (matched by request id, not left to time out), the others their own answers."""
+    triton = setup["triton"]
+
+    async def main():
+        stream = InferStream(triton.grpc_url)
+        try:
+            texts = [f"good {i}" if i % 2 else f"awful {i}" for i in range(24)]
+            good = [stream.infer(classify_request("tiny_classifier", [t], f"req{i}"), 20)
+                    for i, t in enumerate(texts)]
+            unknown = stream.infer(classify_request("no_such_model", ["x"], "lost"), 20)
+            misshapen = classify_request("tiny_classifier", ["a", "b"], "bad-shape")
+            misshapen.inputs[0].shape[:] = [1, 2, 1]
+            started = time.perf_counter()
+            results = await asyncio.gather(*good, stream.infer(misshapen, 20), unknown, return_exceptions=True)
+            return results, time.perf_counter() - started
+        finally:
+            await stream.close()
+    results, elapsed = asyncio.run(main())
+    answers, (shape_error, unknown_error) = results[:-2], results[-2:]
+    assert elapsed < 10, f"errors took {elapsed:.1f}s: left to time out?"
+    import tritonclient.grpc as grpcclient
+    for i, answer in enumerate(answers):
+        assert not isinstance(answer, BaseException), answer
+        probs = grpcclient.InferResult(answer).as_numpy("probabilities")
+        assert probs.shape == (1, 3) and int(probs.argmax()) == (2 if i % 2 else 0)
+    assert isinstance(classify_error(unknown_error), TritonUnavailable), unknown_error
+    assert isinstance(classify_error(shape_error), TritonModelError), shape_error
+    assert "shape" in str(shape_error).lower()
+
+
 def test_triton_killed_then_back(setup):
     gw, triton = setup["gw"], setup["triton"]
     # a long stream in flight when Triton dies ends with an error event, not a hang
@@ -96,6 +162,10 @@ def test_triton_killed_then_back(setup):
     assert r.status_code == 503 and r.headers["retry-after"] == "2", r.text
     assert r.json()["error"]["type"] == "server_error"
     assert elapsed < 3.0, f"503 took {elapsed:.2f}s"
+    start = time.perf_counter()
+    c = classify(setup["cls"], ["good"])
+    assert c.status_code == 503 and c.headers["retry-after"] == "2", c.text
+    assert time.perf_counter() - start < 3.0
     s = ask(gw, stream=True)
     assert s.status_code == 503 and s.headers["retry-after"] == "2"   # not a 200 with an empty stream
     ready = httpx.get(f"{gw.url}/readyz")
@@ -104,7 +174,7 @@ def test_triton_killed_then_back(setup):
     print(f"\nTriton down: 503 in {elapsed * 1000:.0f} ms")
 
     # Triton comes back on the same ports
-    back = TritonServer(triton.repository, models=["echo_chat"], http_port=triton.http_port,
+    back = TritonServer(triton.repository, models=["echo_chat", "tiny_classifier"], http_port=triton.http_port,
                         grpc_port=triton.grpc_port, metrics_port=triton.metrics_port,
                         log_file=setup["work"] / "triton-2.log").start()
     setup["triton"] = back
@@ -119,6 +189,10 @@ def test_triton_killed_then_back(setup):
         assert recovered < 15
         r = ask(gw, "back again")
         assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "You said: back again"
+        deadline = time.perf_counter() + 15
+        while (c := classify(setup["cls"], ["good", "awful"])).status_code == 503 and time.perf_counter() < deadline:
+            time.sleep(0.2)   # its own readiness cache may still say down
+        assert c.status_code == 200 and [d["label"] for d in c.json()["data"]] == ["positive", "negative"], c.text
     finally:
         back.stop()
     audit = gw.audit()

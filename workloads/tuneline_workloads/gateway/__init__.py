@@ -8,7 +8,7 @@ Run it with ``python -m tuneline_workloads.gateway --help``. The pieces:
 - :mod:`.validation` request bodies → validated requests, OpenAI-style 4xx errors
 - :mod:`.sse`        server-sent-event framing and chat.completion(.chunk) objects
 - :mod:`.cache`      optional LRU cache for deterministic (temperature 0) answers
-- :mod:`.triton`     the Triton side (gRPC streaming for generation, unary for classification)
+- :mod:`.triton`     the Triton side (gRPC streaming for generation; classification on one shared stream)
 - :mod:`.metrics`    Prometheus metrics, Triton's own metrics appended
 - :mod:`.app`        the FastAPI application tying them together
 """

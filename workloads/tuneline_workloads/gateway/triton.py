@@ -1,4 +1,5 @@
-"""The Triton side of the gateway: gRPC streaming for generation, unary gRPC for classification.
+"""The Triton side of the gateway: gRPC streaming for generation; classification multiplexed on
+one long-lived gRPC stream (:class:`InferStream`).
 
 Every call has a deadline, so an unreachable or hung Triton turns into :class:`TritonUnavailable`
 (503 with Retry-After) within seconds, never a hanging request. While Triton or the model cannot
@@ -9,6 +10,7 @@ Triton restart); once a stream has produced text, an error ends it.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import time
@@ -18,7 +20,8 @@ from typing import Any, AsyncIterator
 import grpc
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
-from tritonclient.utils import InferenceServerException
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+from tritonclient.utils import InferenceServerException, serialize_byte_tensor
 
 from tuneline_workloads import contract
 from tuneline_workloads.gateway.config import GatewayConfig
@@ -72,6 +75,99 @@ def classify_error(exc: BaseException) -> Exception:
     return TritonModelError(text[:500] or type(exc).__name__)
 
 
+class InferStream:
+    """Unary inferences multiplexed on one long-lived ``ModelStreamInfer`` call, matched to their
+    answers by request id (Triton sets it on errors too). A unary call opens an HTTP/2 stream per
+    request: at concurrency 1 a classification over the open stream took 0.17 ms less (p50, five
+    rounds of 150 calls, tritonclient's aio unary call vs this).
+
+    When the stream breaks (Triton gone or restarted), every request in flight gets the gRPC error
+    (→ :class:`TritonUnavailable`, retried by the caller) and the next request opens a new stream.
+    """
+
+    def __init__(self, grpc_url: str) -> None:
+        self.grpc_url = grpc_url
+        self._channel: grpc.aio.Channel | None = None
+        self._queue: asyncio.Queue | None = None
+        self._reader: asyncio.Task | None = None
+        self._pending: dict[str, asyncio.Future] = {}
+        self._ids = itertools.count()
+
+    async def infer(self, request: service_pb2.ModelInferRequest, timeout: float) -> service_pb2.ModelInferResponse:
+        """Send ``request`` (its ``id`` is replaced by a unique one) and await its answer."""
+        if self._reader is None or self._reader.done():
+            self._open()
+        assert self._queue is not None
+        rid = f"{request.id}#{next(self._ids)}"
+        request.id = rid
+        answer = asyncio.get_running_loop().create_future()
+        self._pending[rid] = answer
+        self._queue.put_nowait(request)
+        try:
+            async with asyncio.timeout(timeout):
+                return await answer
+        finally:
+            self._pending.pop(rid, None)
+
+    def _open(self) -> None:
+        if self._channel is None:
+            self._channel = grpc.aio.insecure_channel(self.grpc_url, options=CHANNEL_ARGS)
+        queue: asyncio.Queue = asyncio.Queue()
+
+        async def requests():
+            while True:
+                yield await queue.get()
+        call = service_pb2_grpc.GRPCInferenceServiceStub(self._channel).ModelStreamInfer(requests())
+        self._queue = queue
+        self._reader = asyncio.get_running_loop().create_task(self._read(call))
+
+    async def _read(self, call) -> None:
+        failure: BaseException = TritonUnavailable("Triton ended the inference stream")
+        try:
+            async for response in call:
+                answer = self._pending.pop(response.infer_response.id, None)
+                if answer is None or answer.done():
+                    continue   # its caller gave up (timeout, client gone)
+                if response.error_message:
+                    answer.set_exception(InferenceServerException(msg=response.error_message))
+                else:
+                    answer.set_result(response.infer_response)
+        except asyncio.CancelledError:
+            call.cancel()
+            failure = TritonUnavailable("the gateway is closing")
+            raise
+        except Exception as exc:  # noqa: BLE001 - a gRPC error, mostly: each request classifies it
+            failure = exc
+        finally:
+            # requests queued on this stream can no longer be answered: fail them so they retry
+            self._queue = None
+            pending, self._pending = self._pending, {}
+            for answer in pending.values():
+                if not answer.done():
+                    answer.set_exception(failure)
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            try:
+                await self._reader
+            except BaseException:  # noqa: BLE001 - closing
+                pass
+        if self._channel is not None:
+            await self._channel.close()
+
+
+def classify_request(model: str, texts: list[str], request_id: str) -> service_pb2.ModelInferRequest:
+    """The classifier contract's request: ``text`` BYTES [n, 1] → ``probabilities``."""
+    request = service_pb2.ModelInferRequest(model_name=model, id=request_id)
+    text = request.inputs.add(name=contract.CLS_INPUT_TEXT, datatype="BYTES")
+    text.shape.extend([len(texts), 1])
+    request.raw_input_contents.append(serialize_byte_tensor(
+        np.array([[t.encode()] for t in texts], dtype=np.object_)).item())
+    request.outputs.add(name=contract.CLS_OUTPUT_PROBABILITIES)
+    return request
+
+
 @dataclass
 class GenChunk:
     text: str
@@ -113,6 +209,7 @@ class TritonBackend:
         self._info_stamp = -1e9
         self._drains: set[asyncio.Task] = set()
         self._http = None
+        self._classify_stream = InferStream(grpc_url)
 
     async def start(self) -> None:
         self.client = grpcclient.InferenceServerClient(self.grpc_url, channel_args=CHANNEL_ARGS)
@@ -124,6 +221,7 @@ class TritonBackend:
     async def close(self) -> None:
         for task in list(self._drains):
             task.cancel()
+        await self._classify_stream.close()
         if self.client is not None:
             await self.client.close()
         if self._http is not None:
@@ -218,13 +316,10 @@ class TritonBackend:
         batch = info["max_batch_size"] or 1
 
         async def one(part: list[str]) -> np.ndarray:
-            t = grpcclient.InferInput(contract.CLS_INPUT_TEXT, [len(part), 1], "BYTES")
-            t.set_data_from_numpy(np.array([[s.encode()] for s in part], dtype=np.object_))
-            out = [grpcclient.InferRequestedOutput(contract.CLS_OUTPUT_PROBABILITIES)]
-
             async def attempt():
-                return await self.client.infer(self.cfg.model, [t], outputs=out, request_id=request_id,
-                                               client_timeout=self.cfg.first_response_timeout_s)
+                request = classify_request(self.cfg.model, part, request_id)
+                return grpcclient.InferResult(
+                    await self._classify_stream.infer(request, self.cfg.first_response_timeout_s))
             result = await self._retrying(attempt)
             probs = result.as_numpy(contract.CLS_OUTPUT_PROBABILITIES)
             if probs is None or probs.shape[0] != len(part):

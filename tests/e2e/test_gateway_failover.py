@@ -17,6 +17,7 @@ import time
 
 import httpx
 import pytest
+import tritonclient.grpc as grpcclient
 
 from gateway_support import Gateway, add_version, copy_repository, require_serving_env, run_load
 from tuneline_workloads.gateway.sse import parse_events
@@ -127,7 +128,6 @@ def test_stream_error_reaches_only_its_request(setup):
     results, elapsed = asyncio.run(main())
     answers, (shape_error, unknown_error) = results[:-2], results[-2:]
     assert elapsed < 10, f"errors took {elapsed:.1f}s: left to time out?"
-    import tritonclient.grpc as grpcclient
     for i, answer in enumerate(answers):
         assert not isinstance(answer, BaseException), answer
         probs = grpcclient.InferResult(answer).as_numpy("probabilities")

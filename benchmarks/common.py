@@ -21,6 +21,31 @@ BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
 
 
+def cpu_ticks(stat: str | None = None) -> dict[str, int]:
+    """The machine's CPU time so far (``/proc/stat``, all cores, clock ticks): busy, idle and
+    stolen (time this VM was ready to run but its hypervisor ran someone else)."""
+    if stat is None:
+        try:
+            stat = Path("/proc/stat").read_text()
+        except OSError:
+            return {"busy": 0, "idle": 0, "steal": 0}
+    fields = [int(v) for v in stat.splitlines()[0].split()[1:]]
+    user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return {"busy": user + nice + system + irq + softirq, "idle": idle + iowait, "steal": steal}
+
+
+def steal_fraction(before: dict[str, int], after: dict[str, int]) -> float:
+    """Share of the CPU time between two :func:`cpu_ticks` readings the hypervisor took away: the
+    noise a run on a shared VM cannot see otherwise (its own timings only get slower)."""
+    delta = {k: after[k] - before[k] for k in before}
+    total = sum(delta.values())
+    return delta["steal"] / total if total > 0 else 0.0
+
+
+# each area runs in its own process (benchmarks/run.py): from here to write_result is its run
+_AREA_START_TICKS = cpu_ticks()
+
+
 def results_dir(smoke: bool) -> Path:
     return RESULTS_DIR / "smoke" if smoke else RESULTS_DIR
 
@@ -108,7 +133,8 @@ def write_result(area: str, data: dict[str, Any], markdown: str) -> Path:
     out = results_dir(bool(data.get("smoke")))
     out.mkdir(parents=True, exist_ok=True)
     machine = {"cpus": len(os.sched_getaffinity(0)), "platform": platform.platform(), **cpu_model_and_features(),
-               "load_average_after": os.getloadavg()[0]}
+               "load_average_after": os.getloadavg()[0],
+               "cpu_steal_fraction": round(steal_fraction(_AREA_START_TICKS, cpu_ticks()), 4)}
     data = {"area": area, "measured_at": time.strftime("%Y-%m-%d %H:%M"), "machine": machine, **data}
     (out / f"{area}.json").write_text(json.dumps(data, indent=2, default=str))
     (out / f"{area}.md").write_text(markdown.rstrip() + "\n")

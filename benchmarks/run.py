@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min). Ratios compare runs taken side by side in "
         "this one run; each figure is a median of several runs.",
         "## Targets", summary,
-        "Measured at: " + ", ".join(f"{area} {data.get('measured_at', 'unknown')}" for area, data in report.items()),
+        "Measured at: " + ", ".join(f"{area} {data.get('measured_at', 'unknown')}{_steal(data)}"
+                                    for area, data in report.items()),
         *sections,
         "## Plots", "\n".join(f"![{p.stem}](plots/{p.name})" for p in pictures) or "(none)",
         "## Wall time per area (s)",
@@ -90,6 +91,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"benchmarks that failed to run: {failures}", file=sys.stderr)
         return 1
     return 0
+
+
+def _steal(data: dict) -> str:
+    """The CPU time the hypervisor took during an area's run, where it was recorded."""
+    machine = data.get("machine")
+    steal = machine.get("cpu_steal_fraction") if isinstance(machine, dict) else None   # older reports: a string
+    return "" if steal is None else f" ({steal:.1%} of CPU time stolen by the hypervisor)"
 
 
 if __name__ == "__main__":

@@ -28,10 +28,14 @@ class ModelRef(ApiModel):
 class DynamicBatching(ApiModel):
     enabled: bool = True
     # 0: a batch is what queued while the instance was busy. On a CPU with one instance that cut p50 at
-    # concurrency 1 by ~0.6 ms vs 500 µs and was faster at 4; at 16 the two were within run-to-run
-    # noise (benchmarks/bench_serving.py). A GPU, where a fuller batch costs little more, may gain from a wait.
-    max_queue_delay_microseconds: int = Field(0, ge=0, le=10_000_000,
-                                              description="how long Triton may hold a request to fill a batch")
+    # concurrency 1 by ~0.6 ms vs 500 µs and was faster at 4; at 16, 500 µs was within run-to-run noise
+    # on a Xeon and 16 % faster on an EPYC (benchmarks/bench_serving.py). A GPU, where a fuller batch
+    # costs little more, may gain from a wait.
+    max_queue_delay_microseconds: int = Field(
+        0, ge=0, le=10_000_000,
+        description="how long Triton may hold a request to fill a batch. 0 (no wait) gives the lowest latency "
+                    "at low concurrency; a few hundred microseconds can fill batches better, and raise "
+                    "throughput, under many concurrent clients")
     preferred_batch_sizes: list[Annotated[int, Field(ge=1, le=4096)]] = Field(default_factory=list, max_length=16)
 
 

@@ -6,10 +6,10 @@
    on / off), both in one real tritonserver, driven by closed-loop gRPC clients at concurrency
    1, 4 and 16, the two models interleaved: a round runs both back to back, and a ratio is the
    median of the rounds' ratios (twice the rounds at 16). Target (issue 5): at 16, throughput >= 2x
-   and p95 not worse than 1.2x. The same pair is measured at 16 with the export's fp32 variant too: the primary
-   variant is INT8, whose per-row cost falls with batch size only where the CPU has VNNI or AMX
-   (the report names the CPU's features), so the fp32 pair shows what batching gives a model that a
-   batch of one under-uses. Beside them, the ceiling inside the model: in-process ORT, 16 rows in
+   and p95 not worse than 1.2x. The same pair is measured at 16 with the export's fp32 variant too:
+   the primary variant is INT8, whose per-row cost falls with batch size only where the CPU has
+   VNNI or AMX (the report names the CPU's features), so the fp32 pair shows what batching gives
+   a model that a batch of one under-uses. Beside them, the ceiling inside the model: in-process ORT, 16 rows in
    one call vs one call each (ms per row); and, as a reference for the default queue delay, the
    batching model with the default vs 500 µs at each concurrency.
 2. Overhead at concurrency 1 (classifier): ONNX Runtime in-process (tokenise + run, the model's

@@ -52,7 +52,8 @@ def test_steal_fraction_is_the_share_of_cpu_time_the_hypervisor_took():
 
 
 def test_batching_ratios_are_paired_per_round_and_the_top_level_gets_more_rounds(monkeypatch):
-    """A round runs both models back to back: its ratio cancels drift between rounds."""
+    """A round runs both models back to back: its ratio cancels drift between rounds. The load
+    generator is a fake with scripted rates: a real Triton cannot be made to drift on cue."""
     from benchmarks import bench_serving
 
     # the machine's speed changes from round to round (4 calls: warm-up and run of each model):

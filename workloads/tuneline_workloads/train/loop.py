@@ -71,11 +71,12 @@ def causal_loss_sum(logits: torch.Tensor, labels: torch.Tensor, label_smoothing:
     """Summed next-token cross-entropy over the trained (label != -100) positions, and their count."""
     # prompt tuning prepends virtual tokens: their logits come first and predict nothing here
     logits = logits[:, -labels.shape[1]:, :]
-    shifted_logits = logits[:, :-1, :].reshape(-1, logits.shape[-1]).float()
-    shifted_labels = labels[:, 1:].reshape(-1)
+    # position t predicts token t + 1: shift the labels left (the last position predicts nothing)
+    # rather than slicing the logits, whose copy (and its gradient's) is batch x length x vocabulary
+    shifted_labels = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX).reshape(-1)
     count = int((shifted_labels != IGNORE_INDEX).sum())
-    loss = F.cross_entropy(shifted_logits, shifted_labels, ignore_index=IGNORE_INDEX, reduction="sum",
-                           label_smoothing=label_smoothing)
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), shifted_labels, ignore_index=IGNORE_INDEX,
+                           reduction="sum", label_smoothing=label_smoothing)
     return loss, count
 
 

@@ -9,9 +9,9 @@
    and p95 not worse than 1.2x. The same pair is measured at 16 with the export's fp32 variant too:
    the primary variant is INT8, whose per-row cost falls with batch size only where the CPU has
    VNNI or AMX (the report names the CPU's features), so the fp32 pair shows what batching gives
-   a model that a batch of one under-uses. Beside them, the ceiling inside the model: in-process ORT, 16 rows in
-   one call vs one call each (ms per row); and, as a reference for the default queue delay, the
-   batching model with the default vs 500 µs at each concurrency.
+   a model that a batch of one under-uses. Beside them, the ceiling inside the model: in-process
+   ORT, 16 rows in one call vs one call each (ms per row); and, as a reference for the default
+   queue delay, the batching model with the default vs 500 µs at each concurrency.
 2. Overhead at concurrency 1 (classifier): ONNX Runtime in-process (tokenise + run, the model's
    own code path) vs Triton over gRPC vs gateway (HTTP) + Triton. Target: p50 added <= 2 ms. The
    gateway is called with a lean keep-alive client (the standard library's ``http.client``, as
@@ -458,8 +458,8 @@ def main(argv: list[str] | None = None) -> int:
     data["targets"] = targets
     md = [f"## Serving{' (smoke: figures not meaningful)' if args.smoke else ''}",
           f"Classifier: {data['classifier']}; closed-loop gRPC clients, {seconds:g} s per run, {rounds} interleaved "
-          f"rounds ({2 * rounds} at the highest concurrency); rates are medians, ratios the median of the rounds' "
-          "ratios (a round runs both models back to back).", "", "### Dynamic batching on vs off",
+          f"rounds ({batching[-1]['rounds']} at the highest concurrency); rates are medians, ratios the median of "
+          "the rounds' ratios (a round runs both models back to back).", "", "### Dynamic batching on vs off",
           markdown_table(batching, ["concurrency", "rounds", "batching_rps", "no_batching_rps", "throughput_x",
                                     "throughput_x_range",
                                     "batching_p50_ms", "no_batching_p50_ms", "batching_p95_ms",

@@ -8,13 +8,14 @@
   actors have started;
 * LoRA vs full fine-tuning: step time ratio (target <= 0.8), peak RSS and trainable fraction;
 * packed vs padded batches: tokens/s ratio (target >= 1.3) on multi-turn chat sessions, whose lengths
-  vary; the single-exchange bank rows, nearly equal in length, as a reference;
+  vary; the single-exchange bank rows, nearly equal in length, as a reference. Padded and packed run
+  in one process, their steps alternating, and the ratio is the median of the runs' ratios;
 * achieved FLOP/s as a fraction of this machine's measured fp32 matrix-multiply peak (MFU);
 * scaling: one epoch's wall time against dataset size, step time against sequence length.
 
 Every configuration runs in a fresh process (spawned), so peak RSS is that configuration's own and
-no thread pool carries over; configurations are interleaved across repetitions because the
-machine's speed drifts. ``--smoke`` runs everything tiny to prove the benchmark still works.
+no thread pool carries over (a packing pair's two loops share theirs); configurations are interleaved
+across repetitions because the machine's speed drifts. ``--smoke`` runs everything tiny to prove the benchmark still works.
 """
 
 from __future__ import annotations
@@ -162,6 +163,36 @@ def run_steps(config: dict) -> dict:
             **interference.figures(quiet)}
 
 
+def run_packing_pair(config: dict) -> dict:
+    """Padded and packed batches of the same examples in one process, their steps alternating (which
+    goes first alternates too), so the machine's drift over the run hits both alike; between separate
+    processes this VM's step time moves by tens of percent. → ``{"padded": figures, "packed": figures}``."""
+    import torch
+
+    from tuneline_workloads.data import collate
+    from tuneline_workloads.train.loop import forward
+
+    model, params = _model(config)
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    streams = {"padded": _batches({**config, "packed": False}), "packed": _batches({**config, "packed": True})}
+    times: dict[str, list[float]] = {name: [] for name in streams}
+    quiet = wait_until_quiet()
+    interference = _Interference()
+    for step in range(config["steps"] + 1):
+        for name in (("padded", "packed") if step % 2 == 0 else ("packed", "padded")):
+            start = time.perf_counter()
+            batch = collate(streams[name][step], config["pad_id"])
+            loss_sum, count, _ = forward(model, batch, "chat", 0.0)
+            (loss_sum / max(1, count)).backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if step:
+                times[name].append(time.perf_counter() - start)
+    shared = interference.figures(quiet)
+    return {name: {**_figures(streams[name], times[name], params), **shared} for name in streams}
+
+
 def run_hf_trainer(config: dict) -> dict:
     """transformers ``Trainer`` on the same model, batches (sequential sampler) and optimizer; a step is
     the time between two ``on_step_end`` callbacks, so data loading counts as in the plain loop."""
@@ -260,7 +291,7 @@ def train_flops_per_token(result: dict, method: str) -> float:
     return forward * (3 if method == "full" else 2)
 
 
-_RUNNERS = {"plain": run_steps, "trainer": run_hf_trainer, "ray": run_ray}
+_RUNNERS = {"plain": run_steps, "trainer": run_hf_trainer, "ray": run_ray, "packing_pair": run_packing_pair}
 
 
 def _child(kind: str, config: dict, queue) -> None:
@@ -307,17 +338,24 @@ def main(argv: list[str] | None = None) -> int:
             "batch_size": 4, "steps": 2 if args.smoke else 8, "max_length": max_length, "method": "lora",
             "packed": False}
     configs = {"plain": ("plain", base), "ray": ("ray", base), "trainer": ("trainer", base),
-               "full": ("plain", {**base, "method": "full"}), "packed": ("plain", {**base, "packed": True}),
-               "padded_sessions": ("plain", {**base, "examples": sessions}),
-               "packed_sessions": ("plain", {**base, "examples": sessions, "packed": True})}
+               "full": ("plain", {**base, "method": "full"}),
+               # padded and packed of the same data in one process, steps alternating: see run_packing_pair
+               "rows": ("packing_pair", base), "sessions": ("packing_pair", {**base, "examples": sessions})}
     if threads > 1:   # the same pair with a core left over for Ray's own processes
         configs |= {"plain_1_thread": ("plain", {**base, "threads": 1}),
                     "ray_1_thread": ("ray", {**base, "threads": 1})}
-    results: dict[str, list[dict]] = {name: [] for name in configs}
+    # what each result is: (method, packed, data); a packing pair gives two, padded_<data> and packed_<data>
+    loops = {name: (config["method"], False, "bank rows") for name, (kind, config) in configs.items()
+             if kind != "packing_pair"}
+    loops |= {f"{side}_{data}": ("lora", side == "packed", "sessions" if data == "sessions" else "bank rows")
+              for data in ("rows", "sessions") for side in ("padded", "packed")}
+    results: dict[str, list[dict]] = {name: [] for name in loops}
     started = time.perf_counter()
     for _ in range(runs):   # interleaved: the machine's speed drifts between runs
         for name, (kind, config) in configs.items():
-            results[name].append({**measure(kind, config), **shape})
+            result = measure(kind, config)
+            for loop, figures in (result.items() if kind == "packing_pair" else [(name, result)]):
+                results[f"{loop}_{name}" if kind == "packing_pair" else loop].append({**figures, **shape})
     peak = statistics.median(matmul_peak(threads) for _ in range(1 if args.smoke else 3))
 
     # scaling: one epoch over more rows; one step over longer (packed, so full) sequences
@@ -341,14 +379,20 @@ def main(argv: list[str] | None = None) -> int:
         return statistics.median(r[key] for r in results[name])
 
     def mfu(name):
-        method = configs[name][1]["method"]
+        method = loops[name][0]
         return statistics.median(r["processed_tokens_per_s"] * train_flops_per_token(r, method) for r in results[name]) / peak
 
     ray_ratio = med("ray", "samples_per_s") / med("plain", "samples_per_s")
     trainer_ratio = med("ray", "samples_per_s") / med("trainer", "samples_per_s")
     lora_full = med("plain", "step_s") / med("full", "step_s")
-    packed_padded = med("packed", "tokens_per_s") / med("plain", "tokens_per_s")
-    packed_padded_sessions = med("packed_sessions", "tokens_per_s") / med("padded_sessions", "tokens_per_s")
+
+    def paired(data):
+        """Packed over padded tokens/s of each run (one process, alternating steps): median and range."""
+        ratios = [k["tokens_per_s"] / d["tokens_per_s"]
+                  for d, k in zip(results[f"padded_{data}"], results[f"packed_{data}"])]
+        return statistics.median(ratios), f"{min(ratios):.2f}-{max(ratios):.2f}"
+
+    (packed_padded, rows_range), (packed_padded_sessions, sessions_range) = paired("rows"), paired("sessions")
     rows = [
         target_row("Ray Train vs plain loop, samples/s (1 worker, same threads)", ray_ratio, 0.95, True,
                    f"plain {med('plain', 'samples_per_s'):.2f}/s, Ray {med('ray', 'samples_per_s'):.2f}/s; "
@@ -373,19 +417,20 @@ def main(argv: list[str] | None = None) -> int:
                    f"{med('plain', 'peak_rss_mb'):.0f} MB, full {med('full', 'peak_rss_mb'):.0f} MB; trainable "
                    f"{results['plain'][0]['trainableFraction']:.2%} vs 100%"),
         target_row("packed vs padded tokens/s, multi-turn sessions", packed_padded_sessions, 1.3, True,
-                   f"padded {med('padded_sessions', 'tokens_per_s'):.0f} tok/s (pad tokens not counted; "
-                   f"{med('padded_sessions', 'padding_fraction'):.0%} of what it computed was padding), packed "
+                   f"median of {runs} runs' ratios (range {sessions_range}), padded and packed steps alternating "
+                   f"in one process; padded {med('padded_sessions', 'tokens_per_s'):.0f} tok/s (pad tokens not "
+                   f"counted; {med('padded_sessions', 'padding_fraction'):.0%} of what it computed was padding, so "
+                   f"packing can gain at most {1 / (1 - med('padded_sessions', 'padding_fraction')):.2f}x), packed "
                    f"{med('packed_sessions', 'tokens_per_s'):.0f} tok/s; {len(sessions)} sessions of 1-4 bank "
                    f"exchanges, {session_lengths[0]}-{session_lengths[-1]} tokens, maxLength {max_length}"),
         {"name": "packed vs padded tokens/s, single-exchange bank rows", "ratio": round(packed_padded, 3),
          "target": "-", "passed": "-",
-         "detail": f"padded {med('plain', 'tokens_per_s'):.0f} tok/s, packed {med('packed', 'tokens_per_s'):.0f} "
-                   f"tok/s; rows of nearly equal length waste only {med('plain', 'padding_fraction'):.1%} on "
-                   f"padding, so packing can gain at most {1 / (1 - med('plain', 'padding_fraction')):.2f}x here "
-                   "(a reference)"},
+         "detail": f"range {rows_range}; padded {med('padded_rows', 'tokens_per_s'):.0f} tok/s, packed "
+                   f"{med('packed_rows', 'tokens_per_s'):.0f} tok/s; rows of nearly equal length waste only "
+                   f"{med('padded_rows', 'padding_fraction'):.1%} on padding, so packing can gain at most "
+                   f"{1 / (1 - med('padded_rows', 'padding_fraction')):.2f}x here (a reference)"},
     ]
-    table = [{"loop": name, "method": configs[name][1]["method"], "packed": configs[name][1]["packed"],
-              "data": "sessions" if "sessions" in name else "bank rows",
+    table = [{"loop": name, "method": loops[name][0], "packed": loops[name][1], "data": loops[name][2],
               "samples_per_s": round(med(name, "samples_per_s"), 2),
               "samples_per_s_min": round(min(r["samples_per_s"] for r in results[name]), 2),
               "samples_per_s_max": round(max(r["samples_per_s"] for r in results[name]), 2),
@@ -394,14 +439,15 @@ def main(argv: list[str] | None = None) -> int:
               "others_cores": round(med(name, "others_cores"), 2),
               "switches_per_s": round(med(name, "switches_per_s")),
               "preempted_per_s": round(med(name, "preempted_per_s")),
-              "peak_rss_mb": round(med(name, "peak_rss_mb")), "mfu": f"{mfu(name):.1%}"} for name in configs]
+              "peak_rss_mb": round(med(name, "peak_rss_mb")), "mfu": f"{mfu(name):.1%}"} for name in loops]
     mode = "smoke" if args.smoke else f"median of {runs}"
     markdown = "\n".join([
         f"## Training (SmolLM2-135M, CPU, {threads} threads, {mode})", "",
         markdown_table(rows, ["name", "ratio", "target", "passed", "detail"]), "",
         f"Per configuration ({base['steps']} timed steps of batch {base['batch_size']} after one warm-up; "
         f"measured fp32 matmul peak {peak / 1e9:.1f} GFLOP/s; MFU counts training FLOPs of the tokens computed, "
-        "padding included — see `train_flops_per_token`):", "",
+        "padding included — see `train_flops_per_token`; padded_X and packed_X ran in one process, so they "
+        "share its peak RSS and interference figures):", "",
         markdown_table(table, list(table[0])), "",
         "Scaling — one epoch (batch 4) against dataset size, and one step against sequence length (packed):", "",
         markdown_table(by_rows, list(by_rows[0])), "", markdown_table(by_length, list(by_length[0]))])

@@ -1,41 +1,121 @@
-"""The chat / text-generation loss: next-token cross-entropy summed over the trained positions."""
+"""The chat / text-generation loss: next-token cross-entropy summed over the trained positions, with
+the LM head run only at those positions. Checked on a tiny randomly initialised Llama (no weights
+to load), bare and behind each peft method, against the model's full logits scored position by
+position."""
 
 import pytest
 import torch
+from peft import (IA3Config, LoraConfig, PrefixTuningConfig, PromptTuningConfig, TaskType, get_peft_model)
+from transformers import LlamaConfig, LlamaForCausalLM
 
-from tuneline_workloads.train.loop import IGNORE_INDEX, causal_loss_sum
+from tuneline_workloads.train.loop import IGNORE_INDEX, forward
+
+VOCAB = 37
+
+
+def tiny_llama() -> LlamaForCausalLM:
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=VOCAB, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64)
+    return LlamaForCausalLM(config)
+
+
+PEFT = {
+    "full": None,
+    "lora": LoraConfig(task_type=TaskType.CAUSAL_LM, r=4, lora_alpha=8, target_modules="all-linear"),
+    "ia3": IA3Config(task_type=TaskType.CAUSAL_LM, target_modules=["k_proj", "v_proj", "down_proj"],
+                     feedforward_modules=["down_proj"]),
+    "prompt": PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=4),
+    "prefix": PrefixTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=4),
+}
 
 
 def reference(logits, labels, smoothing):
     """Position by position: logits at t score the token at t + 1, ignored labels count nothing."""
     total, count = torch.zeros((), dtype=torch.float64), 0
-    vocab = logits.shape[-1]
     for b in range(labels.shape[0]):
         for t in range(labels.shape[1] - 1):
             target = int(labels[b, t + 1])
             if target == IGNORE_INDEX:
                 continue
             logp = torch.log_softmax(logits[b, t].double(), -1)
-            total -= (1 - smoothing) * logp[target] + smoothing * logp.sum() / vocab
+            total -= (1 - smoothing) * logp[target] + smoothing * logp.sum() / VOCAB
             count += 1
     return total, count
 
 
-@pytest.mark.parametrize("smoothing", [0.0, 0.1])
-@pytest.mark.parametrize("virtual_tokens", [0, 4])   # prompt tuning: extra logits in front
-def test_loss_matches_a_position_by_position_reference(smoothing, virtual_tokens):
-    torch.manual_seed(0)
-    labels = torch.randint(0, 11, (3, 7))
+def batch():
+    torch.manual_seed(1)
+    ids = torch.randint(0, VOCAB, (3, 7))
+    labels = ids.clone()
     labels[0, :3] = IGNORE_INDEX          # the prompt of a chat row is not trained
     labels[2, 5:] = IGNORE_INDEX          # padding
-    logits = torch.randn(3, 7 + virtual_tokens, 11, requires_grad=True)
+    mask = torch.ones_like(ids)
+    mask[2, 5:] = 0
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
-    loss, count = causal_loss_sum(logits, labels, smoothing)
-    want, want_count = reference(logits[:, virtual_tokens:], labels, smoothing)
 
-    assert count == want_count == int((labels[:, 1:] != IGNORE_INDEX).sum())
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("method", list(PEFT))
+def test_loss_matches_the_full_logits_scored_position_by_position(method, smoothing):
+    model = tiny_llama() if PEFT[method] is None else get_peft_model(tiny_llama(), PEFT[method])
+    model.eval()   # no dropout: both passes see the same network
+    b = batch()
+    with torch.no_grad():
+        full = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+    full = full[:, -b["labels"].shape[1]:]   # prompt tuning's virtual tokens come first and predict nothing
+
+    loss, count, logits = forward(model, b, "chat", smoothing)
+    want, want_count = reference(full, b["labels"], smoothing)
+
+    assert count == want_count == int((b["labels"][:, 1:] != IGNORE_INDEX).sum())
+    assert logits.shape == (count, VOCAB)                     # the head ran at the trained positions only
     assert loss.item() == pytest.approx(want.item(), rel=1e-5)
     loss.backward()
-    assert torch.all(logits.grad[:, :virtual_tokens] == 0)      # virtual tokens predict nothing
-    assert torch.all(logits.grad[:, -1] == 0)                   # nor does the last position
-    assert logits.grad[:, virtual_tokens:-1].abs().sum() > 0
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert trainable and any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainable)
+    # the hook is gone afterwards: generation and export see the whole sequence's logits again
+    assert model(input_ids=b["input_ids"]).logits.shape[-2] == full.shape[1] + (4 if method == "prompt" else 0)
+
+
+def test_a_batch_with_nothing_to_train_gives_zero_loss_and_count():
+    model = tiny_llama()
+    b = batch()
+    b["labels"][:] = IGNORE_INDEX
+    loss, count, logits = forward(model, b, "chat", 0.0)
+    assert count == 0 and logits.shape == (0, VOCAB) and loss.item() == 0.0
+    loss.backward()   # still a graph: DDP's ranks must all run backward
+
+
+def test_the_gradient_equals_the_full_logits_gradient():
+    """Skipping the head elsewhere changes what is computed, not the gradient."""
+    b = batch()
+    model = tiny_llama()
+    loss, count, _ = forward(model, b, "chat", 0.0)
+    loss.backward()
+    ours = {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    model.zero_grad()
+    full = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+    targets = torch.nn.functional.pad(b["labels"][:, 1:], (0, 1), value=IGNORE_INDEX)
+    torch.nn.functional.cross_entropy(full.reshape(-1, VOCAB), targets.reshape(-1), reduction="sum").backward()
+    for n, p in model.named_parameters():
+        assert torch.allclose(p.grad, ours[n], rtol=1e-4, atol=1e-6), n
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_packed_rows_do_not_attend_to_each_other(method):
+    """A packed sequence's loss is its rows' losses added up: no row sees another (transformers
+    masks rows apart by their restarting position ids only when the forward has no KV cache)."""
+    from tuneline_workloads.data import collate, pack
+
+    model = tiny_llama() if PEFT[method] is None else get_peft_model(tiny_llama(), PEFT[method])
+    model.eval()
+    torch.manual_seed(2)
+    rows = [{"input_ids": ids, "labels": ids} for ids in (torch.randint(0, VOCAB, (n,)).tolist() for n in (6, 4, 5))]
+    packed = pack(rows, 16)
+    assert len(packed) == 1 and packed[0]["rows"] == 3
+    together, n_together, _ = forward(model, collate(packed, 0), "chat", 0.0)
+    alone = [forward(model, collate([r], 0), "chat", 0.0) for r in rows]
+    assert n_together == sum(n for _, n, _ in alone) == 6 + 4 + 5 - 3
+    assert together.item() == pytest.approx(sum(loss.item() for loss, _, _ in alone), rel=1e-5)

@@ -115,7 +115,10 @@ class SensitiveFilter(ApiModel):
 class Preprocessing(ApiModel):
     dedupe: Dedupe = Field(default_factory=Dedupe)
     max_length: int = Field(512, ge=16, le=131072, description="tokens per training sequence")
-    packing: bool = Field(False, description="pack short causal-LM rows into full sequences")
+    packing: bool = Field(False, description=(
+        "pack whole causal-LM rows into sequences of up to maxLength tokens, so that rows of varied length "
+        "waste no compute on padding; each row attends only to itself (position ids restart at every row). "
+        "Not with method prefix or prompt"))
     sliding_window: SlidingWindow | None = None
     balance: Literal["none", "oversample", "undersample"] = Field(
         "none", description="class balancing for sequence-classification")
@@ -316,6 +319,12 @@ class FineTuneJobSpec(ApiModel):
              "spec.dataset.preprocessing.balance only applies to spec.task sequence-classification",
              lambda s: s.task == "sequence-classification" or s.dataset.preprocessing.balance == "none",
              field_path=".dataset.preprocessing.balance"),
+        rule("!self.dataset.preprocessing.packing || !(self.method.type in ['prefix', 'prompt'])",
+             "spec.dataset.preprocessing.packing does not work with spec.method.type prefix or prompt: their "
+             "virtual tokens come before the whole packed sequence, so its rows would attend to each other; "
+             "turn packing off, or use lora, qlora, ia3 or full",
+             lambda s: not s.dataset.preprocessing.packing or s.method.type not in ("prefix", "prompt"),
+             field_path=".dataset.preprocessing.packing"),
         rule("!(has(self.dataset.validation) && has(self.dataset.validationSplit))",
              "spec.dataset: give either validation or validationSplit, not both",
              lambda s: s.dataset.validation is None or s.dataset.validation_split is None,

@@ -12,6 +12,7 @@ import math
 import random
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,28 +68,47 @@ def epoch_batches(num_examples: int, epoch: int, seed: int, rank: int, world_siz
     return [shard[i:i + batch_size] for i in range(0, len(shard), batch_size)]
 
 
-def causal_loss_sum(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float) -> tuple[torch.Tensor, int]:
-    """Summed next-token cross-entropy over the trained (label != -100) positions, and their count."""
-    # prompt tuning prepends virtual tokens: their logits come first and predict nothing here
-    logits = logits[:, -labels.shape[1]:, :]
-    # position t predicts token t + 1: shift the labels left (the last position predicts nothing)
-    # rather than slicing the logits, whose copy (and its gradient's) is batch x length x vocabulary
-    shifted_labels = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX).reshape(-1)
-    count = int((shifted_labels != IGNORE_INDEX).sum())
-    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), shifted_labels, ignore_index=IGNORE_INDEX,
-                           reduction="sum", label_smoothing=label_smoothing)
-    return loss, count
+@contextmanager
+def _head_only_at(model, trained: torch.Tensor):
+    """Run the LM head only at the ``trained`` positions (bool, batch x length): its input becomes
+    those positions' hidden states, so the model's logits are (trained positions x vocabulary).
+
+    The head is the costliest layer of a small LM (SmolLM2: 49k vocabulary x 576) and chat rows
+    train only their assistant tokens: prompts, system messages and padding need no logits."""
+    head = getattr(model, "module", model).get_output_embeddings()   # DDP wraps the model in .module
+    if head is None:
+        raise TypeError(f"{type(model).__name__} has no output embeddings (LM head) to score tokens with")
+
+    def select(_module, args):
+        # prompt tuning prepends virtual tokens: their hidden states come first and predict nothing
+        return (args[0][:, -trained.shape[1]:, :][trained], *args[1:])
+
+    handle = head.register_forward_pre_hook(select)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 def forward(model, batch: dict[str, torch.Tensor], task: str, label_smoothing: float):
-    """(summed loss, counted targets, logits) for a batch."""
+    """(summed loss, counted targets, logits) for a batch. For language models the loss is the
+    next-token cross-entropy summed over the trained (label != -100) positions, and the logits are
+    those positions' only (targets x vocabulary)."""
     inputs = {k: v for k, v in batch.items() if k != "labels"}
-    logits = model(**inputs).logits
+    labels = batch["labels"]
     if task == "sequence-classification":
-        loss = F.cross_entropy(logits.float(), batch["labels"], reduction="sum", label_smoothing=label_smoothing)
-        return loss, batch["labels"].numel(), logits
-    loss, count = causal_loss_sum(logits, batch["labels"], label_smoothing)
-    return loss, count, logits
+        logits = model(**inputs).logits
+        loss = F.cross_entropy(logits.float(), labels, reduction="sum", label_smoothing=label_smoothing)
+        return loss, labels.numel(), logits
+    # position t predicts token t + 1: shift the labels left (the last position predicts nothing)
+    targets = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
+    trained = targets != IGNORE_INDEX
+    with _head_only_at(model, trained):
+        # no KV cache: training never reads one, and transformers isolates packed rows (position_ids
+        # restarting at 0) from each other only when there is none
+        logits = model(**inputs, use_cache=False).logits
+    loss = F.cross_entropy(logits.float(), targets[trained], reduction="sum", label_smoothing=label_smoothing)
+    return loss, int(trained.sum()), logits
 
 
 def _all_reduce(values: list[float], device) -> list[float]:

@@ -1,5 +1,6 @@
-"""A 2-worker Ray Train run (DDP on CPU) killed after its first checkpoint resumes from that step
-when restarted: same step count, the remaining steps only, the same data order."""
+"""A 2-worker Ray Train run (DDP on CPU, gradient accumulation) killed after its first checkpoint
+resumes from that step when restarted: same step count, the remaining steps only, the same data
+order."""
 
 from __future__ import annotations
 
@@ -39,9 +40,10 @@ def test_two_worker_run_killed_after_first_checkpoint_resumes(tmp_path, model_vo
     data = tmp_path / "data"
     write_jsonl(data / "bank" / "train.jsonl", _rows(10))
     out = tmp_path / "out"
-    # 2 workers x batch 2 over 8 training rows: 2 steps an epoch, 3 epochs
+    # 2 workers x batch 1 x 2 accumulated micro-batches over 8 training rows: 2 steps an epoch, 3
+    # epochs; a step's loss is scaled by the targets of both micro-batches on both ranks (all-reduced)
     spec = chat_spec(out, dataset={"validationSplit": 0.2},
-                     hyperparameters={"maxSteps": None, "epochs": 3, "batchSize": 2},
+                     hyperparameters={"maxSteps": None, "epochs": 3, "batchSize": 1, "gradientAccumulationSteps": 2},
                      resources={"workers": 2, "gpusPerWorker": 0})
     spec_file = tmp_path / "spec.json"
     spec_file.write_text(json.dumps(spec.wire()))

@@ -119,3 +119,54 @@ def test_packed_rows_do_not_attend_to_each_other(method):
     alone = [forward(model, collate([r], 0), "chat", 0.0) for r in rows]
     assert n_together == sum(n for _, n, _ in alone) == 6 + 4 + 5 - 3
     assert together.item() == pytest.approx(sum(loss.item() for loss, _, _ in alone), rel=1e-5)
+
+
+def _rows(lengths_and_prompts):
+    torch.manual_seed(3)
+    rows = []
+    for n, prompt in lengths_and_prompts:
+        ids = torch.randint(0, VOCAB, (n,)).tolist()
+        rows.append({"input_ids": ids, "labels": [IGNORE_INDEX] * prompt + ids[prompt:]})
+    return rows
+
+
+def _grads(model):
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_accumulated_micro_batches_weigh_every_target_as_one_batch_would():
+    """Gradient accumulation over micro-batches with very different numbers of trained tokens gives
+    the gradient of one batch holding them all (the mean over all targets), not a mean of means."""
+    from tuneline_workloads.data import collate
+    from tuneline_workloads.train.loop import loss_scale, trained_targets
+
+    rows = _rows([(9, 1), (8, 2), (9, 7), (6, 4)])      # 8, 6, 2 and 2 trained targets
+    model = tiny_llama()
+    loss, count, _ = forward(model, collate(rows, 0), "chat", 0.0)
+    (loss / count).backward()
+    one_batch = _grads(model)
+    assert trained_targets(rows, "chat") == count == 18
+
+    model.zero_grad()
+    scale = loss_scale(rows, "chat", 1, torch.device("cpu"))
+    for micro in (rows[:2], rows[2:]):
+        loss, _, _ = forward(model, collate(micro, 0), "chat", 0.0)
+        (loss * scale).backward()
+    for name, grad in _grads(model).items():
+        assert torch.allclose(grad, one_batch[name], rtol=1e-4, atol=1e-7), name
+
+    # what dividing each micro-batch by its own count would have given: a different gradient
+    model.zero_grad()
+    for micro in (rows[:2], rows[2:]):
+        loss, n, _ = forward(model, collate(micro, 0), "chat", 0.0)
+        (loss / n / 2).backward()
+    assert not all(torch.allclose(g, one_batch[k], rtol=1e-3) for k, g in _grads(model).items())
+
+
+def test_the_loss_scale_counts_classification_rows_and_ranks():
+    from tuneline_workloads.train.loop import loss_scale
+
+    rows = [{"input_ids": [1, 2], "label": 0}] * 8
+    assert loss_scale(rows, "sequence-classification", 1, torch.device("cpu")) == pytest.approx(1 / 8)
+    # DDP averages the ranks' gradients: without a process group the count is this rank's alone
+    assert loss_scale(rows, "sequence-classification", 2, torch.device("cpu")) == pytest.approx(2 / 8)

@@ -150,8 +150,10 @@ class Hyperparameters(ApiModel):
     learning_rate: float = Field(2.0e-4, gt=0, le=1)
     epochs: float = Field(3, gt=0, le=1000)
     max_steps: int | None = Field(None, ge=1, description="overrides epochs when set")
-    batch_size: int = Field(8, ge=1, le=4096)
-    gradient_accumulation_steps: int = Field(1, ge=1, le=1024)
+    batch_size: int = Field(8, ge=1, le=4096, description="examples per micro-batch, per worker")
+    gradient_accumulation_steps: int = Field(1, ge=1, le=1024, description=(
+        "micro-batches per optimizer step; the step's loss is the mean over all their trained tokens (and "
+        "all workers'), as one batch of batchSize x gradientAccumulationSteps x workers would give"))
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     scheduler: Literal["cosine", "linear", "constant"] = "cosine"
     weight_decay: float = Field(0.01, ge=0, le=1)

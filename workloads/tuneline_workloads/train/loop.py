@@ -111,6 +111,23 @@ def forward(model, batch: dict[str, torch.Tensor], task: str, label_smoothing: f
     return loss, int(trained.sum()), logits
 
 
+def trained_targets(examples: list[dict[str, Any]], task: str) -> int:
+    """How many targets these examples put into the loss (what :func:`forward` counts)."""
+    if task == "sequence-classification":
+        return len(examples)
+    return sum(sum(1 for label in e["labels"][1:] if label != IGNORE_INDEX) for e in examples)
+
+
+def loss_scale(step_examples: list[dict[str, Any]], task: str, world_size: int, device) -> float:
+    """What a micro-batch's summed loss is multiplied by so that an optimizer step's gradient is the
+    mean over every target of the step, whichever micro-batch (gradient accumulation) and rank (DDP)
+    holds it, as one big batch would weigh them. Dividing each micro-batch by its own count instead
+    would give a chat row's tokens more weight in a micro-batch with few trained tokens. DDP
+    averages the ranks' gradients, hence the world size."""
+    total = _all_reduce([float(trained_targets(step_examples, task))], device)[0]
+    return world_size / max(1.0, total)
+
+
 def _all_reduce(values: list[float], device) -> list[float]:
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
         return values
@@ -378,10 +395,13 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         done_in_epoch = state.step - state.epoch * plan["steps_per_epoch"]
         first_batch = max(0, done_in_epoch) * hp.gradient_accumulation_steps
         for b in range(first_batch, len(batches)):
+            if b % hp.gradient_accumulation_steps == 0:   # an optimizer step's first micro-batch
+                step_scale = loss_scale([train[i] for m in batches[b:b + hp.gradient_accumulation_steps]
+                                         for i in m], task, world, device)
             batch = {k: v.to(device) for k, v in collate([train[i] for i in batches[b]], pad_id).items()}
             with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                 loss_sum, count, _ = forward(model, batch, task, hp.label_smoothing)
-            loss = loss_sum / max(1, count) / hp.gradient_accumulation_steps
+            loss = loss_sum * step_scale
             (scaler.scale(loss) if scaler else loss).backward()
             running_loss += float(loss_sum)
             running_count += count

@@ -14,8 +14,9 @@
 * scaling: one epoch's wall time against dataset size, step time against sequence length.
 
 Every configuration runs in a fresh process (spawned), so peak RSS is that configuration's own and
-no thread pool carries over (a packing pair's two loops share theirs); configurations are interleaved
-across repetitions because the machine's speed drifts. ``--smoke`` runs everything tiny to prove the benchmark still works.
+no thread pool carries over (a packing pair's two loops share theirs); configurations are
+interleaved across repetitions because the machine's speed drifts. ``--smoke`` runs everything tiny
+to prove the benchmark still works.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The chat / text-generation loss: next-token cross-entropy summed over the trained positions, with
-the LM head run only at those positions. Checked on a tiny randomly initialised Llama (no weights
-to load), bare and behind each peft method, against the model's full logits scored position by
-position."""
+the LM head run only at those positions; packed rows kept apart; gradient accumulation weighing
+every target of a step alike. Checked on a tiny randomly initialised Llama (no weights to load),
+bare and behind each peft method, against the model's full logits scored position by position."""
 
 import pytest
 import torch

@@ -65,6 +65,9 @@ class TritonPythonModel:
         self.eos = set(int(t) for t in self.tokenizer.eos_token_ids)
         self.pool = ThreadPoolExecutor(max_workers=int(params.get("max_concurrency", "2")),
                                        thread_name_prefix="generate")
+        # responses go out from one thread, in order: a generation computes its next token while
+        # the previous one travels to Triton (a send waits on the server process)
+        self.outbox = ThreadPoolExecutor(max_workers=1, thread_name_prefix="send")
         self.active = 0
         self.lock = threading.Lock()
         if params.get("warmup", "true") == "true":
@@ -112,6 +115,9 @@ class TritonPythonModel:
                     flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
 
     def _send(self, sender, text, finish, prompt_tokens, completion_tokens, final=False):
+        self.outbox.submit(self._send_now, sender, text, finish, prompt_tokens, completion_tokens, final)
+
+    def _send_now(self, sender, text, finish, prompt_tokens, completion_tokens, final):
         outputs = [
             pb_utils.Tensor("text", np.array([text.encode("utf-8")], dtype=np.object_)),
             pb_utils.Tensor("finish_reason", np.array([finish.encode("utf-8")], dtype=np.object_)),
@@ -172,7 +178,9 @@ class TritonPythonModel:
                     break
             self._send(sender, pending, finish, len(ids), completion, final=True)
         except Exception as exc:  # noqa: BLE001
-            self._fail(sender, f"generation failed: {type(exc).__name__}: {exc}")
+            # after the responses already queued for this request
+            self.outbox.submit(self._fail, sender, f"generation failed: {type(exc).__name__}: {exc}")
 
     def finalize(self):
         self.pool.shutdown(wait=True, cancel_futures=True)
+        self.outbox.shutdown(wait=True)

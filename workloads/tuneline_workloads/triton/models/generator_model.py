@@ -124,8 +124,14 @@ class TritonPythonModel:
             pb_utils.Tensor("prompt_tokens", np.array([prompt_tokens], dtype=np.int32)),
             pb_utils.Tensor("completion_tokens", np.array([completion_tokens], dtype=np.int32)),
         ]
-        sender.send(pb_utils.InferenceResponse(output_tensors=outputs),
-                    flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL if final else 0)
+        try:
+            sender.send(pb_utils.InferenceResponse(output_tensors=outputs),
+                        flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL if final else 0)
+        except Exception as exc:  # noqa: BLE001 - on this thread nobody else would see it
+            try:   # end the stream with the error, if it is still open
+                self._fail(sender, f"sending a response failed: {exc}")
+            except Exception:  # noqa: BLE001 - already closed (the client went away)
+                pass
 
     def _generate(self, sender, job):
         try:

@@ -137,8 +137,9 @@ class _Interference:
                 "preempted_per_s": (self._preempted() - self.preempted) / seconds}
 
 
-def run_steps(config: dict) -> dict:
-    """The plain loop: ``steps`` optimizer steps of tuneline's own forward/loss, after one warm-up step."""
+def _optimizer_steps(config: dict):
+    """The model for ``config`` and a function that runs one optimizer step of tuneline's own
+    forward/loss on a list of examples and returns its seconds. → ``(params, step)``."""
     import torch
 
     from tuneline_workloads.data import collate
@@ -147,19 +148,25 @@ def run_steps(config: dict) -> dict:
     model, params = _model(config)
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    batches = _batches(config)
-    quiet = wait_until_quiet()
-    interference = _Interference()
-    times = []
-    for step, picked in enumerate(batches):
+
+    def step(picked: list[dict]) -> float:
         start = time.perf_counter()
         batch = collate(picked, config["pad_id"])
         loss_sum, count, _ = forward(model, batch, "chat", 0.0)
         (loss_sum / max(1, count)).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        if step:
-            times.append(time.perf_counter() - start)
+        return time.perf_counter() - start
+    return params, step
+
+
+def run_steps(config: dict) -> dict:
+    """The plain loop: ``steps`` optimizer steps of tuneline's own forward/loss, after one warm-up step."""
+    params, step = _optimizer_steps(config)
+    batches = _batches(config)
+    quiet = wait_until_quiet()
+    interference = _Interference()
+    times = [step(picked) for picked in batches][1:]
     return {**_figures(batches, times, params),
             **interference.figures(quiet)}
 
@@ -168,28 +175,16 @@ def run_packing_pair(config: dict) -> dict:
     """Padded and packed batches of the same examples in one process, their steps alternating (which
     goes first alternates too), so the machine's drift over the run hits both alike; between separate
     processes this VM's step time moves by tens of percent. → ``{"padded": figures, "packed": figures}``."""
-    import torch
-
-    from tuneline_workloads.data import collate
-    from tuneline_workloads.train.loop import forward
-
-    model, params = _model(config)
-    model.train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    params, step = _optimizer_steps(config)
     streams = {"padded": _batches({**config, "packed": False}), "packed": _batches({**config, "packed": True})}
     times: dict[str, list[float]] = {name: [] for name in streams}
     quiet = wait_until_quiet()
     interference = _Interference()
-    for step in range(config["steps"] + 1):
-        for name in (("padded", "packed") if step % 2 == 0 else ("packed", "padded")):
-            start = time.perf_counter()
-            batch = collate(streams[name][step], config["pad_id"])
-            loss_sum, count, _ = forward(model, batch, "chat", 0.0)
-            (loss_sum / max(1, count)).backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            if step:
-                times[name].append(time.perf_counter() - start)
+    for i in range(config["steps"] + 1):
+        for name in (("padded", "packed") if i % 2 == 0 else ("packed", "padded")):
+            seconds = step(streams[name][i])
+            if i:   # the first of each is warm-up
+                times[name].append(seconds)
     shared = interference.figures(quiet)
     return {name: {**_figures(streams[name], times[name], params), **shared} for name in streams}
 

@@ -116,6 +116,8 @@ def test_streamed_chunks_arrive_before_the_end(chat_gw):
         "You said: " + " ".join(str(i) for i in range(1, 41))
     finals = [e for e in events if isinstance(e, dict) and e.get("choices") and e["choices"][0]["finish_reason"]]
     assert len(finals) == 1 and finals[0]["choices"][0]["finish_reason"] == "stop"
+    # usage once, in its own last chunk (clients such as LangChain add up every chunk's usage)
+    assert [e for e in events if isinstance(e, dict) and "usage" in e] == [events[-2]]
     assert events[-2]["choices"] == [] and events[-2]["usage"]["completion_tokens"] == 42
     assert events[-1] == "[DONE]"
     assert all(e["object"] == "chat.completion.chunk" and e["id"] == events[0]["id"] for e in events[:-1])

@@ -117,6 +117,48 @@ def test_cache_hit_streams_the_stored_answer_without_calling_the_model():
     run(go())
 
 
+def test_streamed_usage_comes_once_and_only_when_asked_for():
+    """As OpenAI: usage only in a last chunk with no choices, when stream_options.include_usage is
+    set, from the model and from the cache alike. Clients (LangChain) add up every chunk's usage."""
+    async def go():
+        client, backend, *_ = make(cache_enabled=True)
+        for cached in (False, True):
+            asked = await client.post("/v1/chat/completions", json=body(
+                True, temperature=0, stream_options={"include_usage": True}))
+            assert asked.headers.get("x-cache", "miss") == ("hit" if cached else "miss")
+            events = [e for e in parse_events(asked.content) if isinstance(e, dict)]
+            with_usage = [e for e in events if "usage" in e]
+            assert len(with_usage) == 1 and with_usage[0] is events[-1] and events[-1]["choices"] == []
+            assert events[-2]["choices"][0]["finish_reason"] == "stop"
+            assert with_usage[0]["usage"]["completion_tokens"] > 0
+            silent = await client.post("/v1/chat/completions", json=body(True, temperature=0))
+            assert not [e for e in parse_events(silent.content) if isinstance(e, dict) and "usage" in e]
+        assert backend.calls == 1
+    run(go())
+
+
+def test_a_blocked_pattern_that_ends_the_answer_is_withheld_and_one_inside_a_word_is_not():
+    """A pattern match at the end of the text so far waits for what follows ("kill" may become
+    "killer"), and is judged at the end of the answer, streamed or not."""
+    async def go():
+        for script, blocked in ((["Call", " 123-45-", "6789"], True), (["Call", " 123-45-", "67890"], False),
+                                (["a", " skil", "l s", "et"], False)):
+            client, *_ = make(script, blocked_patterns=[r"\b\d{3}-\d{2}-\d{4}\b", r"\bkill\b"],
+                              output_filter_window=8)
+            plain = (await client.post("/v1/chat/completions", json=body())).json()["choices"][0]
+            streamed = [e for e in parse_events((await client.post("/v1/chat/completions", json=body(True))).content)
+                        if isinstance(e, dict)]
+            text = "".join(e["choices"][0]["delta"].get("content") or "" for e in streamed)
+            reason = streamed[-1]["choices"][0]["finish_reason"]
+            if blocked:
+                assert plain["finish_reason"] == reason == "content_filter", script
+                assert plain["message"]["content"] == "" and "6789" not in text
+            else:
+                assert plain["finish_reason"] == reason == "stop", script
+                assert plain["message"]["content"] == text == "".join(script)
+    run(go())
+
+
 def test_openai_switch_off_hides_the_openai_routes():
     async def go():
         client, *_ = make(openai=False)

@@ -165,3 +165,21 @@ def test_output_filter_patterns():
     filt = OutputFilter(Moderation(patterns=[r"secret-\d+"]), window=16)
     out, rest = _stream(filt, ["id", " secret-", "42", " end"])
     assert filt.blocked and "secret" not in "".join(out) + rest
+
+
+def test_output_filter_pattern_boundaries_see_the_text_before_the_checked_part():
+    """The streaming check starts a few characters back; ``\\b`` there must not read the cut as a word
+    boundary ("a skill set" is not "kill"), whichever way the text is chunked."""
+    text = "a skill set, killer whales; then: kill"
+    moderation = Moderation(patterns=[r"\bkill\b"])
+    for size in range(1, 6):
+        for offset in range(size):
+            chunks = [text[:offset]] + [text[i:i + size] for i in range(offset, len(text), size)]
+            filt = OutputFilter(moderation, window=4)
+            out, rest = _stream(filt, [c for c in chunks if c])
+            sent = "".join(out) + rest
+            assert filt.blocked, (size, offset)
+            assert sent.startswith("a skill set, killer whales") and "kill" not in sent[len("a skill set, killer whales"):]
+    clean = OutputFilter(moderation, window=4)
+    out, rest = _stream(clean, ["a", " ", "skil", "l s", "et"])
+    assert not clean.blocked and "".join(out) + rest == "a skill set"

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from tuneline_workloads.gateway.config import ConfigError, GatewayConfig
@@ -134,3 +135,24 @@ def test_config_errors_name_the_field(data, words):
     with pytest.raises(ConfigError) as err:
         GatewayConfig.from_dict(data)
     assert words in str(err.value)
+
+
+def test_seeds_reach_the_generator_folded_into_its_32_bit_range():
+    """ONNX Runtime GenAI takes a 32-bit signed seed; an OpenAI seed is any int64 (negative too), and
+    an unseeded sampled request gets a random one. A seed past 2**31 failed the request with a 500."""
+    from tuneline_workloads import contract
+    from tuneline_workloads.gateway.triton import TritonBackend
+
+    backend = TritonBackend(GatewayConfig(model="m"), "127.0.0.1:1")
+
+    def sent_seed(seed):
+        inputs = backend._gen_inputs(chat(seed=seed, temperature=1.0))
+        (seed_input,) = [i for i in inputs if i.name() == contract.GEN_INPUT_SEED]
+        return int(np.frombuffer(seed_input._get_content(), np.int64)[0])   # the bytes sent to Triton
+
+    assert sent_seed(7) == 7
+    assert sent_seed(2**31 + 7) == 7 == sent_seed(2**40 + 7)
+    assert sent_seed(2**63 - 1) == 2**31 - 1
+    assert sent_seed(-1) == 2**31 - 1 and sent_seed(-5) == sent_seed(-5) >= 0
+    unseeded = {sent_seed(None) for _ in range(200)}
+    assert len(unseeded) > 150 and all(0 <= s < 2**31 for s in unseeded)

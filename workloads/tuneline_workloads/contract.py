@@ -38,7 +38,8 @@ GEN_INPUT_MESSAGES = "messages_json"     # BYTES [1]: JSON list of {"role", "con
 GEN_INPUT_MAX_TOKENS = "max_tokens"      # INT32 [1]
 GEN_INPUT_TEMPERATURE = "temperature"    # FP32  [1]  (0 = greedy)
 GEN_INPUT_TOP_P = "top_p"                # FP32  [1]
-GEN_INPUT_SEED = "seed"                  # INT64 [1]
+GEN_INPUT_SEED = "seed"                  # INT64 [1]; < 0: unseeded, else used modulo 2**31
+GEN_SEED_MASK = 2**31 - 1                # ONNX Runtime GenAI's random_seed is a 32-bit signed int
 GEN_INPUT_STOP = "stop_json"             # BYTES [1]: JSON list of stop strings
 GEN_OUTPUT_TEXT = "text"                 # BYTES [1]: the new text of this chunk
 GEN_OUTPUT_FINISH_REASON = "finish_reason"  # BYTES [1]: "" while streaming, "stop" | "length" at the end

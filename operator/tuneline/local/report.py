@@ -30,7 +30,7 @@ def _ask_served(url: str, headers: dict[str, str], model: str, question: str, ma
     import httpx
 
     body = {"model": model, "messages": [{"role": "user", "content": question}], "max_tokens": max_tokens,
-            "temperature": 0, "stream": True}
+            "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}
     start = time.perf_counter()
     first = None
     chunks: list[str] = []

@@ -253,6 +253,10 @@ class Gateway:
             self.cache.put(key, CachedAnswer(content, ctx.finish_reason or "", ctx.prompt_tokens or 0,
                                              ctx.completion_tokens or 0))
 
+    def _output_blocked(self, ctx: Ctx) -> None:
+        ctx.finish_reason = "content_filter"
+        self.metrics.rejected.labels("blocked_output").inc()
+
     async def complete(self, ctx: Ctx, req, first, gen: AsyncIterator, key: str | None) -> Response:
         filt = OutputFilter(self.moderation, self.cfg.output_filter_window)
         parts: list[str] = []
@@ -263,8 +267,7 @@ class Gateway:
                 if chunk.text:
                     parts.append(filt.feed(chunk.text))
                     if filt.blocked:
-                        ctx.finish_reason = "content_filter"
-                        self.metrics.rejected.labels("blocked_output").inc()
+                        self._output_blocked(ctx)
                         break
                 if chunk.finish_reason:
                     ctx.finish_reason = chunk.finish_reason
@@ -272,7 +275,11 @@ class Gateway:
                 chunk = await gen.__anext__()
         finally:
             await gen.aclose()
-        content = "" if filt.blocked else "".join(parts) + filt.flush()
+        if not filt.blocked:
+            parts.append(filt.flush())
+            if filt.blocked:
+                self._output_blocked(ctx)
+        content = "" if filt.blocked else "".join(parts)
         self._store(key, content, ctx)
         body = sse.completion(f"chatcmpl-{ctx.request_id}", int(time.time()), self.cfg.model,
                               self._fingerprint(ctx), content, ctx.finish_reason,
@@ -294,8 +301,7 @@ class Gateway:
                 if chunk.text:
                     out = filt.feed(chunk.text)
                     if filt.blocked:
-                        ctx.finish_reason = "content_filter"
-                        self.metrics.rejected.labels("blocked_output").inc()
+                        self._output_blocked(ctx)
                         break
                     if out:
                         sent.append(out)
@@ -306,12 +312,14 @@ class Gateway:
                 chunk = await gen.__anext__()
             await gen.aclose()
             rest = filt.flush()
+            if filt.blocked and ctx.finish_reason != "content_filter":
+                self._output_blocked(ctx)
             if rest:
                 sent.append(rest)
                 yield sse.sse(sse.chunk(cid, created, model, fp, delta={"content": rest}))
-            use = sse.usage(ctx.prompt_tokens or 0, ctx.completion_tokens or 0)
-            yield sse.sse(sse.chunk(cid, created, model, fp, finish_reason=ctx.finish_reason, usage_=use))
-            if req.include_usage:
+            yield sse.sse(sse.chunk(cid, created, model, fp, finish_reason=ctx.finish_reason))
+            if req.include_usage:   # as OpenAI: usage in one last chunk without choices, only when asked
+                use = sse.usage(ctx.prompt_tokens or 0, ctx.completion_tokens or 0)
                 yield sse.sse(sse.chunk(cid, created, model, fp, usage_=use, choices=False))
             yield sse.DONE
             self._store(key, "".join(sent), ctx)
@@ -344,7 +352,7 @@ class Gateway:
                                 headers=self.ok_headers(ctx))
         events = [sse.sse(sse.chunk(cid, created, self.cfg.model, fp, delta={"role": "assistant", "content": ""})),
                   sse.sse(sse.chunk(cid, created, self.cfg.model, fp, delta={"content": hit.content})),
-                  sse.sse(sse.chunk(cid, created, self.cfg.model, fp, finish_reason=hit.finish_reason, usage_=use))]
+                  sse.sse(sse.chunk(cid, created, self.cfg.model, fp, finish_reason=hit.finish_reason))]
         if req.include_usage:
             events.append(sse.sse(sse.chunk(cid, created, self.cfg.model, fp, usage_=use, choices=False)))
         events.append(sse.DONE)

@@ -181,15 +181,20 @@ class Moderation:
     def longest_term(self) -> int:
         return max((len(t) for t in self.terms), default=0)
 
-    def check(self, text: str) -> str | None:
-        """What matched ("term" or "pattern"), or None. The matched text itself is not returned."""
-        if not text:
+    def check(self, text: str, start: int = 0, *, more_to_come: bool = False) -> str | None:
+        """What matched ("term" or "pattern") in ``text`` from ``start`` on, or None. The matched text
+        itself is not returned. Patterns still see the text before ``start``, so ``\\b``, ``^`` and
+        lookbehinds judge a match by its real neighbours, not by where the check began. With
+        ``more_to_come`` (a stream), a pattern match that reaches the end of ``text`` does not count
+        yet: what follows may undo it (``\\bkill\\b`` in "kill" before "er")."""
+        if len(text) <= start:
             return None
-        folded = fold(text)
+        folded = fold(text[start:])
         if any(t in folded for t in self.terms):
             return "term"
-        if any(p.search(text) for p in self.patterns):
-            return "pattern"
+        for pattern in self.patterns:
+            if any(not more_to_come or m.end() < len(text) for m in pattern.finditer(text, start)):
+                return "pattern"
         return None
 
 
@@ -226,7 +231,7 @@ class OutputFilter:
         start = self._back_from_sent(self.hold)
         self.text += chunk
         # earlier text passed already: only a match reaching into the new chunk is possible
-        if self.moderation.check(self.text[start:]):
+        if self.moderation.check(self.text, start, more_to_come=True):
             self.blocked = True
             self.pending.clear()
             return ""
@@ -250,8 +255,13 @@ class OutputFilter:
         return i
 
     def flush(self) -> str:
-        """The end of the stream: the rest of the text (already checked), unless blocked."""
+        """The end of the stream: the rest of the text, unless blocked (now or by a pattern match
+        that reached the end of the text, left open while more could follow)."""
         if self.blocked:
+            return ""
+        if self.moderation.patterns and self.moderation.check(self.text, self._back_from_sent(self.hold)):
+            self.blocked = True
+            self.pending.clear()
             return ""
         text = "".join(self.pending)
         self.pending.clear()

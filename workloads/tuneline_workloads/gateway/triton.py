@@ -13,6 +13,7 @@ import asyncio
 import itertools
 import json
 import logging
+import secrets
 import time
 from dataclasses import dataclass
 from typing import Any, AsyncIterator
@@ -337,7 +338,10 @@ class TritonBackend:
 
     # --- generation ----------------------------------------------------------------------
     def _gen_inputs(self, req: Any) -> list[grpcclient.InferInput]:
-        seed = req.seed if req.seed is not None else int.from_bytes(np.random.bytes(4), "little")
+        # ONNX Runtime GenAI takes a 32-bit signed seed: an API seed (any int64, negative too) is
+        # folded into [0, 2**31) the same way every time, so a given seed stays reproducible
+        seed = (req.seed & contract.GEN_SEED_MASK if req.seed is not None
+                else secrets.randbelow(contract.GEN_SEED_MASK + 1))
         return [
             _bytes_input(contract.GEN_INPUT_MESSAGES, json.dumps(req.messages, ensure_ascii=False).encode()),
             _num_input(contract.GEN_INPUT_MAX_TOKENS, req.max_tokens, "INT32", np.int32),

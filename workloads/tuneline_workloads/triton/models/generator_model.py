@@ -7,7 +7,7 @@ onnxruntime_genai and Triton's ``triton_python_backend_utils``). The exported mo
 
 Inputs (shape [1] each): ``messages_json`` BYTES (JSON list of {role, content}), ``max_tokens``
 INT32 (<= 0: the default), ``temperature`` FP32 (0: greedy), ``top_p`` FP32, ``seed`` INT64
-(< 0: unseeded), ``stop_json`` BYTES (JSON list of stop strings, may be empty).
+(< 0: unseeded; else taken modulo 2**31), ``stop_json`` BYTES (JSON list of stop strings, may be empty).
 Outputs, one response per new piece of text, the last one flagged final: ``text`` BYTES,
 ``finish_reason`` BYTES ("" while streaming, then "stop" or "length"), ``prompt_tokens`` and
 ``completion_tokens`` INT32 (so far).
@@ -146,7 +146,8 @@ class TritonPythonModel:
                 options.update(do_sample=True, temperature=job["temperature"], top_k=0,
                                top_p=min(max(job["top_p"], 1e-6), 1.0) if job["top_p"] > 0 else 1.0)
                 if job["seed"] >= 0:
-                    options["random_seed"] = job["seed"]
+                    # random_seed is a 32-bit signed int (contract.GEN_SEED_MASK): larger seeds fold
+                    options["random_seed"] = job["seed"] & 0x7FFFFFFF
             else:
                 options["do_sample"] = False
             search = og.GeneratorParams(self.model)

@@ -79,7 +79,7 @@ def bench_lm(precisions: list[str], max_new_tokens: int) -> dict:
 
     from tuneline_workloads.export import run_export
     from tuneline_workloads.export.causal_lm import GenaiLM, TorchLM
-    from tuneline_workloads.export.parity import contains_fact
+    from tuneline_workloads.data import contains_key_fact
 
     model_dir = tiny_lora_lm()
     held = bank_held_out(WORK / "bank.jsonl")
@@ -99,7 +99,7 @@ def bench_lm(precisions: list[str], max_new_tokens: int) -> dict:
             new = out[0, len(ids):].tolist()
             tokens += len(new)
             if i < len(BANK_FACTS):
-                correct += contains_fact(torch_lm.tokenizer.decode(new, skip_special_tokens=True), BANK_FACTS[i][2])
+                correct += contains_key_fact(torch_lm.tokenizer.decode(new, skip_special_tokens=True), BANK_FACTS[i][2])
         return tokens / seconds, correct / len(BANK_FACTS)
 
     result = {"maxNewTokens": max_new_tokens, "prompts": len(prompts)}
@@ -114,7 +114,7 @@ def bench_lm(precisions: list[str], max_new_tokens: int) -> dict:
             text, n, s = genai.greedy_text(torch_lm.prompt_ids(messages), max_new_tokens)
             tokens, seconds = tokens + n, seconds + s
             if i < len(BANK_FACTS):
-                correct += contains_fact(text, BANK_FACTS[i][2])
+                correct += contains_key_fact(text, BANK_FACTS[i][2])
         rate = tokens / seconds
         result[f"ortgenai_{precision}"] = {"tokensPerSecond": rate, "keyFactAccuracy": correct / len(BANK_FACTS),
                                            "speedup": rate / result["pytorch"]["tokensPerSecond"],

@@ -38,13 +38,43 @@ def test_only_assistant_tokens_are_trained(tokenizer):
     assert all(lab in (IGNORE_INDEX, i) for i, lab in zip(ids, labels))
 
 
-def test_sliding_window_covers_every_token_once():
+@pytest.mark.parametrize("stride", [30, 40])
+def test_sliding_window_learns_every_token_once(stride):
+    """Every token but the very first is a target exactly once, at a position with a token before it
+    (position 0 predicts nothing) — also with stride == window, which must still overlap by one."""
     ids = list(range(100))
-    windows = sliding_windows(ids, list(ids), window=40, stride=30)
+    windows = sliding_windows(ids, list(ids), window=40, stride=stride)
     assert all(len(w) <= 40 for w, _ in windows)
-    trained = [lab for _, labels in windows for lab in labels if lab != IGNORE_INDEX]
-    assert trained == ids
-    assert windows[1][0][0] == 30   # overlap of window - stride tokens of context
+    learned = [lab for _, labels in windows for lab in labels[1:] if lab != IGNORE_INDEX]
+    assert learned == ids[1:]
+    assert windows[1][0][0] == min(stride, 39)   # window - stride tokens of context, at least one
+
+
+def test_an_opening_assistant_turn_trains_its_text_only(tokenizer):
+    """A greeting-first conversation: the template's default system prompt and the turn's header
+    before the greeting are prompt, not targets."""
+    messages = [{"role": "assistant", "content": "Hello! How can I help?"},
+                {"role": "user", "content": "What is the fee?"}, {"role": "assistant", "content": "It is 1.9%."}]
+    ids, labels = encode_chat(tokenizer, messages)
+    assert tokenizer.decode(ids) == tokenizer.apply_chat_template(messages, tokenize=False)
+    trained = tokenizer.decode([i for i, lab in zip(ids, labels) if lab != IGNORE_INDEX])
+    assert trained == "Hello! How can I help?<|im_end|>\nIt is 1.9%.<|im_end|>\n"
+
+
+def test_a_conversation_the_chat_template_rejects_fails_with_its_file_and_line(tokenizer):
+    from tuneline_workloads.data import DatasetError
+
+    template = tokenizer.chat_template
+    tokenizer.chat_template = "{{ raise_exception('Conversation roles must alternate user/assistant') }}"
+    try:
+        row = Row(source="s3://bucket/chat.jsonl", line=7, messages=[
+            {"role": "user", "content": "a"}, {"role": "user", "content": "b"}, {"role": "assistant", "content": "c"}])
+        with pytest.raises(DatasetError) as err:
+            encode_rows([row], tokenizer, "chat", 256)
+    finally:
+        tokenizer.chat_template = template
+    assert str(err.value).startswith("s3://bucket/chat.jsonl:7: ")
+    assert "roles must alternate" in err.value.message and "user, user, assistant" in err.value.message
 
 
 def test_long_text_rows_are_windowed_or_truncated(tokenizer):

@@ -86,12 +86,15 @@ class DataSource(ApiModel):
 
 
 class MixSource(DataSource):
-    ratio: float = Field(0.2, gt=0, lt=1, description="fraction of the training rows drawn from this set")
+    ratio: float = Field(0.2, gt=0, lt=1, description="fraction of the training rows drawn from this set; with "
+                                                       "dedupe on, its rows that (nearly) repeat a training or "
+                                                       "validation row are left out first")
 
 
 class Dedupe(ApiModel):
     enabled: bool = True
-    similarity: float = Field(0.9, gt=0, le=1, description="near-duplicate threshold (Jaccard of word 3-grams)")
+    similarity: float = Field(0.9, gt=0, le=1, description="near-duplicate threshold (Jaccard of word 3-grams; "
+                                                            "chat rows are compared without their system prompt)")
 
 
 class SlidingWindow(ApiModel):
@@ -130,9 +133,13 @@ class Dataset(ApiModel):
     validation: DataSource | None = None
     validation_split: float | None = Field(
         None, ge=0, lt=1, description="fraction of train held out for validation when no validation file is given "
-                                      "(default 0.1)")
+                                      "(default 0.1); sequence-classification splits each label alike")
     held_out: DataSource | None = Field(
-        None, description="questions with the key fact each answer must contain, for the quality gate")
+        None, description="JSONL of questions with the key fact each answer must contain, for the quality gate "
+                           "and the export's parity check: the question as 'question' (or prompt, input, "
+                           "instruction, text, or chat 'messages'), the fact as 'key_fact' (or a list of "
+                           "spellings as 'facts'); read before training. sequence-classification: rows of text and "
+                           "label for the export's parity check")
     mix: MixSource | None = Field(None, description="a general dataset mixed into the domain data")
     on_invalid: Literal["fail", "skip"] = Field(
         "fail", description="fail: the first malformed row fails the job; skip: drop and count it")

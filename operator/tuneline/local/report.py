@@ -26,10 +26,11 @@ def _dir_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def _ask_served(url: str, headers: dict[str, str], model: str, question: str, max_tokens: int) -> dict[str, Any]:
+def _ask_served(url: str, headers: dict[str, str], model: str, messages: list[dict[str, str]],
+                max_tokens: int) -> dict[str, Any]:
     import httpx
 
-    body = {"model": model, "messages": [{"role": "user", "content": question}], "max_tokens": max_tokens,
+    body = {"model": model, "messages": messages, "max_tokens": max_tokens,
             "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}
     start = time.perf_counter()
     first = None
@@ -68,24 +69,25 @@ def demo_report(resources: list[CustomResource], state: LocalState, volumes: dic
         console.print("the report compares chat models on spec.dataset.heldOut; this job has none")
         return {}
     held_out_path = resolve_uri(job.spec.dataset.held_out.uri, volumes)
-    rows = load_held_out(held_out_path)
+    rows = load_held_out(held_out_path, on_invalid=job.spec.dataset.on_invalid)
     base_dir = resolve_uri(job.spec.base_model.uri, volumes)
     output_dir = resolve_uri(job.spec.output.uri, volumes)
 
     console.print(f"[bold]held-out comparison[/bold]: {len(rows)} questions, base model in-process, "
                   "tuned model through the gateway")
-    base = evaluate_held_out(base_dir, held_out_path, max_new_tokens=48)
+    base = evaluate_held_out(base_dir, held_out_path, max_new_tokens=48, on_invalid=job.spec.dataset.on_invalid)
     md_status = state.status("ModelDeployment", md.metadata.name)
     url = md_status["url"]
     from tuneline.cli import _deployment_endpoint
 
     _, headers, _ = _deployment_endpoint(md.metadata.name, state.root)
-    served = [_ask_served(url, headers, md.spec.model.from_fine_tune_job, row["question"], 48) for row in rows]
+    served = [_ask_served(url, headers, md.spec.model.from_fine_tune_job, row["messages"], 48) for row in rows]
     tuned_hits = [contains_key_fact(s["answer"], row["key_fact"]) for s, row in zip(served, rows)]
 
     table = Table("question", "key fact", "base", "tuned (served)", title="held-out questions", show_lines=False)
     for row, b, s, hit in zip(rows, base["results"], served, tuned_hits):
-        table.add_row(row["question"], row["key_fact"], "✓" if b["correct"] else "✗", "✓" if hit else "✗")
+        fact = row["key_fact"] if isinstance(row["key_fact"], str) else " / ".join(row["key_fact"])
+        table.add_row(row["question"], fact, "✓" if b["correct"] else "✗", "✓" if hit else "✗")
     base_acc = base["accuracy"]
     tuned_acc = sum(tuned_hits) / len(rows)
     table.add_row("[bold]key-fact accuracy[/bold]", "", f"[bold]{base_acc:.0%}[/bold]", f"[bold]{tuned_acc:.0%}[/bold]")

@@ -60,9 +60,9 @@ def dedupe(rows: list[Row], similarity: float = 0.9, against: list[Row] | None =
         return False
 
     for row in against or []:
-        remember(row, shingles(row.content()))
+        remember(row, shingles(row.dedupe_text()))
     for row in rows:
-        sh = shingles(row.content())
+        sh = shingles(row.dedupe_text())
         if _exact_key(row) in seen_exact:
             dropped["duplicate"] += 1
         elif near(sh):
@@ -100,14 +100,26 @@ class SensitiveFilter:
         return kept, Counter({"sensitive_content": len(rows) - len(kept)} if len(kept) != len(rows) else {})
 
 
-def split(rows: list[Row], fraction: float, seed: int) -> tuple[list[Row], list[Row]]:
-    """(train, validation): a seeded shuffle, at least one validation row when fraction > 0."""
+def split(rows: list[Row], fraction: float, seed: int, *, stratify: bool = False) -> tuple[list[Row], list[Row]]:
+    """(train, validation): a seeded shuffle, at least one validation row when fraction > 0.
+
+    ``stratify`` splits every label on its own: each class with two rows or more gets its share of
+    validation (at least one) and keeps at least one training row; a class of one row stays in train."""
     if fraction <= 0 or len(rows) < 2:
         return list(rows), []
-    order = list(range(len(rows)))
-    random.Random(seed).shuffle(order)
-    n_val = min(len(rows) - 1, max(1, round(len(rows) * fraction)))
-    val_idx = set(order[:n_val])
+    rng = random.Random(seed)
+    groups: list[list[int]] = [list(range(len(rows)))]
+    if stratify:
+        by_label: dict[str, list[int]] = defaultdict(list)
+        for i, r in enumerate(rows):
+            by_label[r.label or ""].append(i)
+        groups = [by_label[label] for label in sorted(by_label)]
+    val_idx: set[int] = set()
+    for order in groups:
+        if len(order) < 2:
+            continue
+        rng.shuffle(order)
+        val_idx.update(order[:min(len(order) - 1, max(1, round(len(order) * fraction)))])
     return ([r for i, r in enumerate(rows) if i not in val_idx], [r for i, r in enumerate(rows) if i in val_idx])
 
 

@@ -34,9 +34,16 @@ class Row:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def content(self) -> str:
-        """The text that dedupe and the sensitive-content filter look at."""
+        """The text that the sensitive-content filter looks at: all of it."""
         if self.messages is not None:
             return "\n".join(m["content"] for m in self.messages)
+        return self.text or ""
+
+    def dedupe_text(self) -> str:
+        """The text near-duplicate detection compares: a conversation without its system prompt, which
+        is often one long text shared by every row and would make distinct conversations look alike."""
+        if self.messages is not None:
+            return "\n".join(m["content"] for m in self.messages if m["role"] != "system")
         return self.text or ""
 
 
@@ -59,6 +66,13 @@ def _validate_chat(obj: Any) -> dict[str, Any]:
     messages = obj.get("messages")
     if messages is None:
         raise _Invalid("missing_field", "missing field 'messages' (a list of {role, content})")
+    messages = _validate_messages(messages)
+    if not any(m["role"] == "assistant" for m in messages):
+        raise _Invalid("no_assistant_turn", "no assistant message: nothing to learn from this row")
+    return {"messages": messages}
+
+
+def _validate_messages(messages: Any) -> list[dict[str, str]]:
     if not isinstance(messages, list) or not messages:
         raise _Invalid("wrong_type", "'messages' must be a non-empty list of {role, content}")
     for i, m in enumerate(messages):
@@ -70,9 +84,7 @@ def _validate_chat(obj: Any) -> dict[str, Any]:
             raise _Invalid("wrong_type", f"messages[{i}].content must be a string, got {type(m['content']).__name__}")
         if not m["content"].strip():
             raise _Invalid("empty", f"messages[{i}].content is empty")
-    if not any(m["role"] == "assistant" for m in messages):
-        raise _Invalid("no_assistant_turn", "no assistant message: nothing to learn from this row")
-    return {"messages": [{"role": m["role"], "content": m["content"]} for m in messages]}
+    return [{"role": m["role"], "content": m["content"]} for m in messages]
 
 
 def _validate_text(obj: Any, text_field: str) -> dict[str, Any]:
@@ -103,15 +115,37 @@ def _validate_classification(obj: Any, text_field: str, label_field: str) -> dic
     return out
 
 
+HELD_OUT_QUESTION_FIELDS = ("question", "prompt", "input", "instruction", "text")
+HELD_OUT_FACT_FIELDS = ("key_fact", "keyFact", "fact", "facts", "answer_contains", "expected", "answer")
+
+
 def _validate_held_out(obj: Any) -> dict[str, Any]:
+    """A held-out row: the question as ``messages`` (a chat; assistant turns are dropped) or as the
+    first of :data:`HELD_OUT_QUESTION_FIELDS`, and the text its answer must contain as the first of
+    :data:`HELD_OUT_FACT_FIELDS` (a list: any one of several spellings)."""
     if not isinstance(obj, dict):
         raise _Invalid("not_an_object", f"expected a JSON object, got {type(obj).__name__}")
-    for key in ("question", "key_fact"):
-        if key not in obj:
-            raise _Invalid("missing_field", f"missing field {key!r}")
-        if not isinstance(obj[key], str) or not obj[key].strip():
-            raise _Invalid("wrong_type", f"field {key!r} must be a non-empty string")
-    return {"text": obj["question"], "extra": {"key_fact": obj["key_fact"]}}
+    if "messages" in obj:
+        messages = [m for m in _validate_messages(obj["messages"]) if m["role"] != "assistant"]
+        if not messages:
+            raise _Invalid("missing_field", "field 'messages' has no question: only assistant turns")
+    else:
+        field_name = next((k for k in HELD_OUT_QUESTION_FIELDS if k in obj), None)
+        if field_name is None:
+            raise _Invalid("missing_field", "missing field 'question' (or 'messages', "
+                                            + ", ".join(repr(k) for k in HELD_OUT_QUESTION_FIELDS[1:]) + ")")
+        if not isinstance(obj[field_name], str) or not obj[field_name].strip():
+            raise _Invalid("wrong_type", f"field {field_name!r} must be a non-empty string")
+        messages = [{"role": "user", "content": obj[field_name]}]
+    fact_name = next((k for k in HELD_OUT_FACT_FIELDS if k in obj), None)
+    if fact_name is None:
+        raise _Invalid("missing_field", "missing field 'key_fact' (the text a right answer contains; or "
+                                        + ", ".join(repr(k) for k in HELD_OUT_FACT_FIELDS[1:]) + ")")
+    fact = obj[fact_name]
+    spellings = fact if isinstance(fact, list) else [fact]
+    if not spellings or not all(isinstance(f, str) and f.strip() for f in spellings):
+        raise _Invalid("wrong_type", f"field {fact_name!r} must be a non-empty string or a list of them")
+    return {"messages": messages, "text": messages[-1]["content"], "extra": {"key_fact": fact}}
 
 
 def _records(path: Path) -> list[tuple[int, Any, _Invalid | None]]:

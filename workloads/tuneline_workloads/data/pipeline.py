@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,8 +81,14 @@ def load_dataset_rows(spec, volumes: dict[str, Path] | None) -> dict[str, Any]:
             validation, dropped = cleaning.dedupe(validation, pre.dedupe.similarity, against=train)
             sources["validation"]["dropped"].update(dropped)
     if validation is None:
-        train, validation = cleaning.split(train, ds.effective_validation_split, seed)
+        # classification: every class split alike, so no class is missing from train or validation by chance
+        train, validation = cleaning.split(train, ds.effective_validation_split, seed,
+                                           stratify=spec.task == "sequence-classification")
     mixed_in = 0
+    if general and pre.dedupe.enabled:
+        # a general row that is (nearly) a validation row would put it into training
+        general, dropped = cleaning.dedupe(general, pre.dedupe.similarity, against=train + validation)
+        sources["mix"]["dropped"].update(dropped)
     if general:
         train, mixed_in = cleaning.mix(train, general, ds.mix.ratio, seed)
     balance_result: dict[str, int] = {}
@@ -100,6 +107,12 @@ def load_dataset_rows(spec, volumes: dict[str, Path] | None) -> dict[str, Any]:
 def prepare_data(spec, tokenizer, volumes: dict[str, Path] | None) -> PreparedData:
     """Everything the trainer needs from the dataset section of ``spec``, tokenised."""
     pre = spec.dataset.preprocessing
+    held_out_rows = None
+    if spec.dataset.held_out is not None and spec.task != "sequence-classification":
+        # read first, so a malformed file fails the job before training rather than after it
+        source = spec.dataset.held_out
+        held_out_rows = len(load_held_out(resolve_uri(source.uri, volumes), on_invalid=spec.dataset.on_invalid,
+                                          display_name=source.uri))
     rows = load_dataset_rows(spec, volumes)
     train_rows, val_rows = rows["train"], rows["validation"]
     if not train_rows:
@@ -150,12 +163,23 @@ def prepare_data(spec, tokenizer, volumes: dict[str, Path] | None) -> PreparedDa
         report["balance"] = rows["balance"]
     if labels is not None:
         report["labels"] = labels
+    if held_out_rows is not None:
+        report["heldOutRows"] = held_out_rows
     return PreparedData(train=train, validation=validation, labels=labels, report=report)
 
 
-def load_held_out(path: Path) -> list[dict[str, str]]:
-    """Held-out chat questions: [{"question", "key_fact"}], validated like any dataset."""
-    return [{"question": r.text, "key_fact": r.extra["key_fact"]} for r in load_rows(Path(path), "held_out").rows]
+def load_held_out(path: Path, *, on_invalid: str = "fail", display_name: str | None = None) -> list[dict[str, Any]]:
+    """Held-out questions, validated like any dataset (file:line in errors): ``[{"messages": the
+    question as a chat, "question": its last turn's text, "key_fact": str or list of spellings}]``.
+    The one reader of the file, for the training gate, the export's parity check and the demo."""
+    rows = load_rows(Path(path), "held_out", on_invalid=on_invalid, display_name=display_name).rows
+    return [{"messages": r.messages, "question": r.text, "key_fact": r.extra["key_fact"]} for r in rows]
+
+
+def contains_key_fact(answer: str, key_fact: str | list[str]) -> bool:
+    """The answer contains the key fact (case and spacing insensitive; a list: any of its spellings)."""
+    squash = lambda text: re.sub(r"\s+", " ", text).strip().lower()  # noqa: E731
+    return any(squash(f) and squash(f) in squash(answer) for f in (key_fact if isinstance(key_fact, list) else [key_fact]))
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -28,8 +28,14 @@ class EncodeStats:
     lengths: list[int] = field(default_factory=list)   # token length of each row before truncation
 
 
-def _render(tokenizer, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+def _render(tokenizer, messages: list[dict[str, str]], add_generation_prompt: bool, source: str = "",
+            line: int | None = None) -> str:
+    try:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    except Exception as exc:  # noqa: BLE001 - jinja's TemplateError, or ValueError when there is no template
+        roles = ", ".join(m["role"] for m in messages)
+        raise DatasetError(source, line, f"the tokenizer's chat template rejected this conversation "
+                                         f"(roles: {roles}): {exc}") from None
 
 
 def encode_chat(tokenizer, messages: list[dict[str, str]], source: str = "", line: int | None = None
@@ -44,14 +50,23 @@ def encode_chat(tokenizer, messages: list[dict[str, str]], source: str = "", lin
     for i, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        prompt = _render(tokenizer, messages[:i], add_generation_prompt=True) if i else ""
-        upto = _render(tokenizer, messages[: i + 1], add_generation_prompt=False)
+        upto = _render(tokenizer, messages[: i + 1], False, source, line)
+        if i:
+            prompt = _render(tokenizer, messages[:i], True, source, line)
+        else:
+            # an opening assistant turn (a greeting): whatever the template puts before its text
+            # (a default system prompt, the turn's header) is prompt, not something to learn
+            start = upto.rfind(message["content"].strip())
+            if start < 0:
+                raise DatasetError(source, line, "the chat template does not render the opening assistant turn's "
+                                                 "text as written; cannot mask the tokens around it")
+            prompt = upto[:start]
         if not (prompt.startswith(done) and upto.startswith(prompt)):
             raise DatasetError(source, line, "the tokenizer's chat template does not render conversations as "
                                              "growing prefixes; cannot mask non-assistant tokens")
         segments += [(prompt[len(done):], False), (upto[len(prompt):], True)]
         done = upto
-    full = _render(tokenizer, messages, add_generation_prompt=False)
+    full = _render(tokenizer, messages, False, source, line)
     segments.append((full[len(done):], False))
     ids: list[int] = []
     labels: list[int] = []
@@ -79,6 +94,9 @@ def sliding_windows(ids: list[int], labels: list[int], window: int, stride: int
     learned once while still seeing ``window - stride`` tokens of context."""
     if len(ids) <= window:
         return [(ids, labels)]
+    # a window's first token has nothing before it to be predicted from: windows overlap by at
+    # least one token, or the token at every boundary would never be learned
+    stride = max(1, min(stride, window - 1))
     out = []
     trained_until = 0
     start = 0

@@ -9,13 +9,14 @@ whose message carries the measured numbers; the artifacts stay on disk for inspe
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
+from tuneline_workloads.data.errors import DatasetError
+from tuneline_workloads.data.pipeline import contains_key_fact, load_held_out
 from tuneline_workloads.export.settings import ParitySettings
 
 
@@ -114,19 +115,12 @@ def compare_next_tokens(variant: str, reference: list[list[int]], exported: list
                         {"minNextTokenAgreement": settings.min_next_token_agreement}, failures)
 
 
-def contains_fact(answer: str, fact: str | list[str]) -> bool:
-    """The key fact is in the answer (case and spacing insensitive; any of several spellings)."""
-    norm = lambda s: re.sub(r"\s+", " ", s.lower()).strip()  # noqa: E731
-    facts = fact if isinstance(fact, list) else [fact]
-    return any(norm(f) and norm(f) in norm(answer) for f in facts)
-
-
 def compare_key_facts(variant: str, facts: list[str | list[str]], reference_answers: list[str],
                       exported_answers: list[str], settings: ParitySettings) -> ParityResult:
     """Held-out key-fact accuracy of the export vs PyTorch; fails when the drop exceeds the threshold."""
     n = len(facts)
-    ref = [contains_fact(a, f) for a, f in zip(reference_answers, facts)]
-    exp = [contains_fact(a, f) for a, f in zip(exported_answers, facts)]
+    ref = [contains_key_fact(a, f) for a, f in zip(reference_answers, facts)]
+    exp = [contains_key_fact(a, f) for a, f in zip(exported_answers, facts)]
     ref_acc = sum(ref) / n if n else 0.0
     exp_acc = sum(exp) / n if n else 0.0
     drop = ref_acc - exp_acc
@@ -214,36 +208,10 @@ def classifier_inputs(held_out: Path | None, n: int, text_field: str = "text",
     return texts, gold
 
 
-def _messages_of(row: dict[str, Any]) -> list[dict[str, str]] | None:
-    if isinstance(row.get("messages"), list):
-        msgs = [m for m in row["messages"] if m.get("role") != "assistant"]
-        return msgs or None
-    for key in ("question", "prompt", "input", "text", "instruction"):
-        if isinstance(row.get(key), str):
-            return [{"role": "user", "content": row[key]}]
-    return None
-
-
-def _fact_of(row: dict[str, Any]) -> str | list[str] | None:
-    for key in ("key_fact", "keyFact", "fact", "facts", "answer_contains", "expected", "answer"):
-        value = row.get(key)
-        if isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-            return value
-    return None
-
-
 def lm_held_out(held_out: Path) -> list[tuple[list[dict[str, str]], str | list[str]]]:
-    """Held-out questions with the key fact their answer must contain.
-
-    Accepts JSONL rows with the question as ``messages`` (chat; assistant turns dropped),
-    ``question``/``prompt``/``input``/``text``, and the fact as ``key_fact``/``fact``/``facts``
-    (list: any of them)/``answer_contains``/``expected``/``answer``.
-    """
-    items = []
-    for i, row in enumerate(read_jsonl(held_out), 1):
-        messages, fact = _messages_of(row), _fact_of(row)
-        if messages is None or fact is None:
-            raise ExportError(f"{held_out}:{i}: a held-out row needs a question (messages/question/prompt) "
-                              f"and a key fact (key_fact/fact/answer_contains)")
-        items.append((messages, fact))
-    return items
+    """Held-out questions (as chat messages) with the key fact their answer must contain, read by
+    :func:`tuneline_workloads.data.load_held_out` (the formats it accepts are listed there)."""
+    try:
+        return [(row["messages"], row["key_fact"]) for row in load_held_out(held_out)]
+    except DatasetError as exc:
+        raise ExportError(str(exc)) from None

@@ -5,21 +5,12 @@ base-vs-tuned comparison and the ``held_out_accuracy`` gate metric."""
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any
 
-from tuneline_workloads.data.pipeline import load_held_out
+from tuneline_workloads.data.pipeline import contains_key_fact, load_held_out
 
 __all__ = ["contains_key_fact", "evaluate_held_out", "load_held_out", "load_chat_model"]
-
-
-def _squash(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip().lower()
-
-
-def contains_key_fact(answer: str, key_fact: str) -> bool:
-    return _squash(key_fact) in _squash(answer)
 
 
 def load_chat_model(model_dir: Path):
@@ -42,14 +33,14 @@ def load_chat_model(model_dir: Path):
 
 
 def evaluate_held_out(model_dir: Path, heldout_path: Path, max_new_tokens: int = 48, *, batch_size: int = 6,
-                      model=None, tokenizer=None) -> dict[str, Any]:
+                      model=None, tokenizer=None, on_invalid: str = "fail") -> dict[str, Any]:
     """{"accuracy": fraction of answers containing their key fact, "results": [{question, key_fact,
     answer, correct}]}. Batched greedy generation with left padding."""
     import torch
 
     if not os.environ.get("OMP_NUM_THREADS"):
         torch.set_num_threads(max(1, min(4, len(os.sched_getaffinity(0)))))
-    rows = load_held_out(Path(heldout_path))
+    rows = load_held_out(Path(heldout_path), on_invalid=on_invalid)
     if model is None:
         model, tokenizer = load_chat_model(Path(model_dir))
     model.eval()
@@ -59,8 +50,8 @@ def evaluate_held_out(model_dir: Path, heldout_path: Path, max_new_tokens: int =
     results = []
     for start in range(0, len(rows), batch_size):
         chunk = rows[start:start + batch_size]
-        prompts = [tokenizer.apply_chat_template([{"role": "user", "content": r["question"]}], tokenize=False,
-                                                 add_generation_prompt=True) for r in chunk]
+        prompts = [tokenizer.apply_chat_template(r["messages"], tokenize=False, add_generation_prompt=True)
+                   for r in chunk]
         enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.no_grad():
             out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,

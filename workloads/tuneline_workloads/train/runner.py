@@ -263,7 +263,7 @@ def finish(spec, output_dir: Path, model_dir: Path, data_report: dict[str, Any],
 
         held_out_path = resolve_uri(spec.dataset.held_out.uri, volumes)
         held_out = evaluate_held_out(Path(artifacts.get("merged") or artifacts["adapter"]), held_out_path,
-                                     max_new_tokens=48)
+                                     max_new_tokens=48, on_invalid=spec.dataset.on_invalid)
         metrics["held_out_accuracy"] = held_out["accuracy"]
     if (output_dir / contract.LABELS_FILE).exists():
         artifacts["labels"] = str(output_dir / contract.LABELS_FILE)

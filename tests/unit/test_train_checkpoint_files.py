@@ -45,3 +45,26 @@ def test_workers_read_a_local_ray_checkpoint_in_place_not_from_a_shared_copy(tmp
     private.mkdir()
     assert checkpoint_directory(Checkpoint.from_directory(str(ckpt)), private) == ckpt
     assert list(private.iterdir()) == []
+
+
+def test_a_checkpoint_carries_the_loss_scale_and_rng_state_across_a_resume(tmp_path):
+    """fp16 training's loss scale (GradScaler) is restored, not restarted at 65536; the RNG state too.
+    A CPU GradScaler stands in for the CUDA one (same state_dict); the CUDA generators need a GPU."""
+    from tuneline_workloads.train.loop import TrainState, read_checkpoint, write_checkpoint
+
+    def parts():
+        model = torch.nn.Linear(4, 2)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+        return model, optimizer, scheduler, torch.amp.GradScaler("cpu", init_scale=2.0 ** 16)
+
+    model, optimizer, scheduler, scaler = parts()
+    scaler.scale(model(torch.ones(1, 4)).sum())
+    scaler.update(new_scale=512.0)
+    torch.manual_seed(3)
+    write_checkpoint(tmp_path, model, optimizer, scheduler, TrainState(step=7), None, scaler)
+    expected_draw = torch.rand(3)
+    fresh_model, fresh_optimizer, fresh_scheduler, fresh_scaler = parts()
+    state, _ = read_checkpoint(tmp_path, fresh_model, fresh_optimizer, fresh_scheduler, fresh_scaler)
+    assert state.step == 7 and fresh_scaler.get_scale() == 512.0
+    assert torch.equal(torch.rand(3), expected_draw)

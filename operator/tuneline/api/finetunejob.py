@@ -169,7 +169,8 @@ class Hyperparameters(ApiModel):
     seed: int = Field(42, ge=0)
     gradient_checkpointing: bool = False
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="auto: bf16 on GPUs that support it, else fp32")
+        "auto", description="auto: bf16 on GPUs that support it, else fp32; fp16 (with loss scaling) only when "
+                            "asked for; always fp32 on CPU workers")
 
 
 class EarlyStopping(ApiModel):

@@ -52,12 +52,30 @@ def schedule(num_examples: int, world_size: int, batch_size: int, accumulation: 
 
     ``batchSize`` is per worker (as in transformers' per-device batch size); every worker gets the
     same number of batches so that DDP's collective calls line up."""
-    per_worker = max(1, num_examples // world_size)
+    if num_examples < world_size:
+        raise ValueError(f"{num_examples} training example(s) for {world_size} workers: every worker needs at least "
+                         f"one; lower spec.resources.workers or add data")
+    per_worker = num_examples // world_size
     batches = math.ceil(per_worker / batch_size)
     steps_per_epoch = math.ceil(batches / accumulation)
     total = max_steps if max_steps else max(1, math.ceil(epochs * steps_per_epoch))
     return {"examples_per_worker": per_worker, "batches_per_epoch": batches, "steps_per_epoch": steps_per_epoch,
             "total_steps": total}
+
+
+def autocast_dtype_for(precision: str, device_type: str, bf16_supported: bool) -> torch.dtype | None:
+    """The autocast dtype of ``spec.hyperparameters.precision`` (None: fp32; always on a CPU). ``auto``
+    is bf16 where the GPU has it, else fp32: fp16 needs loss scaling and can overflow, so only on request."""
+    if device_type != "cuda" or precision == "fp32":
+        return None
+    if precision == "fp16":
+        return torch.float16
+    if bf16_supported:
+        return torch.bfloat16
+    if precision == "bf16":
+        raise ValueError("spec.hyperparameters.precision bf16 needs a GPU with bfloat16 (compute capability 8.0 or "
+                         "newer); use fp16, or auto (fp32 on this GPU)")
+    return None
 
 
 def epoch_batches(num_examples: int, epoch: int, seed: int, rank: int, world_size: int, plan: dict[str, int],
@@ -200,7 +218,7 @@ def latest_checkpoint(checkpoints_dir: Path) -> Path | None:
 
 
 def write_checkpoint(directory: Path, model, optimizer, scheduler, state: TrainState,
-                     best_weights: dict[str, torch.Tensor] | None) -> None:
+                     best_weights: dict[str, torch.Tensor] | None, scaler=None) -> None:
     from tuneline_workloads.train.methods import trainable_state
 
     torch.save(trainable_state(model), directory / WEIGHTS_FILE)
@@ -208,7 +226,10 @@ def write_checkpoint(directory: Path, model, optimizer, scheduler, state: TrainS
         torch.save(best_weights, directory / BEST_WEIGHTS_FILE)
     torch.save(optimizer.state_dict(), directory / OPTIMIZER_FILE)
     torch.save(scheduler.state_dict(), directory / SCHEDULER_FILE)
-    torch.save({"torch": torch.get_rng_state(), "python": random.getstate()}, directory / RNG_FILE)
+    # the CUDA generators drive dropout on a GPU; the fp16 loss scale would restart at 65536 without its state
+    torch.save({"torch": torch.get_rng_state(), "python": random.getstate(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "scaler": scaler.state_dict() if scaler is not None else None}, directory / RNG_FILE)
     (directory / STATE_FILE).write_text(json.dumps(asdict(state), indent=2))
     files = {p.name: p.stat().st_size for p in directory.iterdir() if p.is_file()}
     (directory / MANIFEST_FILE).write_text(json.dumps({"step": state.step, "files": files}))
@@ -236,7 +257,7 @@ def checkpoint_directory(checkpoint, private_copy: Path) -> Path:
     return Path(checkpoint.to_directory(str(private_copy)))
 
 
-def read_checkpoint(directory: Path, model, optimizer, scheduler) -> tuple[TrainState, dict | None]:
+def read_checkpoint(directory: Path, model, optimizer, scheduler, scaler=None) -> tuple[TrainState, dict | None]:
     from tuneline_workloads.train.methods import load_trainable_state
 
     load_trainable_state(model, torch.load(directory / WEIGHTS_FILE, map_location="cpu"))
@@ -245,6 +266,10 @@ def read_checkpoint(directory: Path, model, optimizer, scheduler) -> tuple[Train
     rng = torch.load(directory / RNG_FILE, weights_only=False)
     torch.set_rng_state(rng["torch"])
     random.setstate(rng["python"])
+    if rng.get("cuda") is not None and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    if scaler is not None and rng.get("scaler"):
+        scaler.load_state_dict(rng["scaler"])
     state = TrainState(**json.loads((directory / STATE_FILE).read_text()))
     best_file = directory / BEST_WEIGHTS_FILE
     best = torch.load(best_file, map_location="cpu") if best_file.exists() else None
@@ -349,12 +374,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                                 gradient_checkpointing=hp.gradient_checkpointing)
     model = session.prepare_model(model, move_to_device=method.type != "qlora")
     core = model.module if hasattr(model, "module") else model
-    autocast_dtype = None
-    if device.type == "cuda":
-        if hp.precision in ("auto", "bf16") and torch.cuda.is_bf16_supported():
-            autocast_dtype = torch.bfloat16
-        elif hp.precision in ("fp16", "auto"):
-            autocast_dtype = torch.float16
+    autocast_dtype = autocast_dtype_for(hp.precision, device.type,
+                                        device.type == "cuda" and torch.cuda.is_bf16_supported())
     scaler = torch.amp.GradScaler("cuda") if autocast_dtype == torch.float16 else None
 
     plan = schedule(len(train), world, hp.batch_size, hp.gradient_accumulation_steps, hp.epochs, hp.max_steps)
@@ -375,7 +396,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             if not checkpoint_is_complete(resume_dir):
                 raise RuntimeError(f"checkpoint {resume_dir} is incomplete (its {MANIFEST_FILE} does not match "
                                    "its files); delete it to resume from the one before")
-            state, best_weights = read_checkpoint(resume_dir, core, optimizer, scheduler)
+            state, best_weights = read_checkpoint(resume_dir, core, optimizer, scheduler, scaler)
             if best_weights is None and state.best_step == state.step:
                 best_weights = trainable_state(core)
     writer = ProgressWriter(output_dir, total_steps, plan["steps_per_epoch"], state.step) if writes_outputs else None
@@ -405,8 +426,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             (scaler.scale(loss) if scaler else loss).backward()
             running_loss += float(loss_sum)
             running_count += count
-            window_tokens += int((batch["input_ids"] != pad_id).sum()) if "attention_mask" not in batch \
-                else int(batch["attention_mask"].sum())
+            # real tokens, padding left out (packed batches have no mask, and pad may be the EOS id)
+            window_tokens += sum(len(train[i]["input_ids"]) for i in batches[b])
             boundary = (b + 1) % hp.gradient_accumulation_steps == 0 or b == len(batches) - 1
             if not boundary:
                 continue
@@ -459,11 +480,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                     state.stopped_early = (f"validation loss {loss_now:.4f} rose more than "
                                            f"{stop_cfg.max_val_loss_increase:.0%} above its best "
                                            f"{state.best_eval_loss:.4f}")
-        state.evaluations.append({"step": state.step, "epoch": state.epoch, **metrics})
+        epochs_done = round(state.step / plan["steps_per_epoch"], 3)   # maxSteps may end mid-epoch
+        state.evaluations.append({"step": state.step, "epoch": epochs_done, **metrics})
         if writer is not None:
-            writer.log(state.step, {"epoch": state.epoch, **metrics,
+            writer.log(state.step, {"epoch": epochs_done, **metrics,
                                     **({"stopped_early": state.stopped_early} if state.stopped_early else {})})
-        report_metrics = {"step": state.step, "epoch": state.epoch, "train_loss": state.last_train_loss,
+        report_metrics = {"step": state.step, "epoch": epochs_done, "train_loss": state.last_train_loss,
                           "train_tokens": state.train_tokens, "train_seconds": state.train_seconds,
                           "tokens_per_second": state.train_tokens / state.train_seconds if state.train_seconds else 0,
                           **metrics, **({"best_eval_loss": state.best_eval_loss} if state.best_eval_loss else {})}
@@ -471,7 +493,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             if rank == 0:
                 # the best weights travel with the checkpoint only when they are not its own weights
                 write_checkpoint(Path(tmp), core, optimizer, scheduler, state,
-                                 best_weights if state.best_step not in (None, state.step) else None)
+                                 best_weights if state.best_step not in (None, state.step) else None, scaler)
             session.report({k: v for k, v in report_metrics.items() if v is not None},
                            tmp if rank == 0 else None, f"step-{state.step}")
         if writer is not None:

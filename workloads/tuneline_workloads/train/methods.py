@@ -113,8 +113,12 @@ def build_model(method, task: str, model_dir: Path, *, labels: list[str] | None 
 
 
 def parameter_counts(model) -> dict[str, Any]:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    if hasattr(model, "get_nb_trainable_parameters"):
+        # peft counts a 4-bit (QLoRA) weight at its real size; numel() sees its packed storage, half of it
+        trainable, total = model.get_nb_trainable_parameters()
+    else:
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in model.parameters())
     return {"trainableParameters": trainable, "totalParameters": total,
             "trainableFraction": round(trainable / total, 6) if total else 0.0}
 

@@ -41,10 +41,12 @@ def resolve_base_model(spec, volumes: dict[str, Path] | None) -> Path:
 
 
 def training_digest(spec) -> str:
-    """What decides the checkpoints' meaning: a checkpoint of another model, method, data or
-    hyperparameters must not be resumed."""
+    """What decides the checkpoints' meaning: a checkpoint of another model, method, data,
+    hyperparameters or search must not be resumed (a search leaves its best trial's checkpoint,
+    trained with that trial's own hyperparameters)."""
     wire = spec.wire()
-    relevant = {k: wire.get(k) for k in ("baseModel", "task", "method", "dataset", "hyperparameters", "resources")}
+    relevant = {k: wire.get(k) for k in ("baseModel", "task", "method", "dataset", "hyperparameters", "resources",
+                                         "search")}
     relevant["resources"] = {"workers": wire["resources"].get("workers")}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -274,7 +276,7 @@ def finish(spec, output_dir: Path, model_dir: Path, data_report: dict[str, Any],
         "metrics": {k: v for k, v in metrics.items() if v is not None},
         "steps": state["step"],
         "totalSteps": summary["plan"]["total_steps"],
-        "epochs": state["epoch"],
+        "epochs": round(state["step"] / summary["plan"]["steps_per_epoch"], 3),   # maxSteps may end mid-epoch
         "bestStep": state.get("best_step"),
         "stoppedEarly": state.get("stopped_early"),
         "resumedFromStep": int(resumed_from.name[5:]) if resumed_from else None,

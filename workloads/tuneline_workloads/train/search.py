@@ -65,6 +65,28 @@ def overrides_of(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def most_epochs(spec, num_examples: int) -> int:
+    """The most epochs any trial can run, so the most results it reports (one per epoch). ASHA stops
+    every trial at ``max_t`` results: below this, trials that sample more epochs (or need more of
+    them to reach maxSteps) would be cut short and ranked on a truncated run."""
+    from tuneline_workloads.train.loop import schedule
+
+    hp, space = spec.hyperparameters, spec.search.space
+
+    def highest(name: str, default: float) -> float:
+        domain = space.get(name)
+        if domain is None:
+            return default
+        return max(domain.choice) if domain.choice else (domain.log_uniform or domain.uniform)[1]
+
+    if hp.max_steps:
+        # the most epochs: the fewest optimizer steps per epoch, so the largest batch
+        plan = schedule(num_examples, 1, int(round(highest("batchSize", hp.batch_size))),
+                        hp.gradient_accumulation_steps, 1, None)
+        return max(1, math.ceil(hp.max_steps / plan["steps_per_epoch"]))
+    return max(1, math.ceil(highest("epochs", hp.epochs)))
+
+
 def _trial(config: dict[str, Any], base: dict[str, Any] | None = None) -> None:
     from tuneline_workloads.train.loop import train_loop_per_worker
 
@@ -97,7 +119,7 @@ def run_search(spec, output_dir: Path, model_dir: Path, data_path: Path, prepare
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
         algorithm = BasicVariantGenerator(random_state=spec.hyperparameters.seed)
-    epochs_max = max(1, math.ceil(spec.hyperparameters.epochs))
+    epochs_max = most_epochs(spec, len(prepared.train))
     scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=epochs_max, grace_period=1, reduction_factor=2)
                  if search.early_termination == "asha" else None)
     total = search.trials * epochs_max
@@ -135,10 +157,11 @@ def run_search(spec, output_dir: Path, model_dir: Path, data_path: Path, prepare
     for result in grid:
         config = {k: result.config[k] for k in space} if result.config else {}
         trials.append({"params": config, "iterations": (result.metrics or {}).get("training_iteration"),
+                       "best": _best_value(result, metric, mode),   # over its epochs; the rest: its last epoch
                        **{k: (result.metrics or {}).get(k) for k in ("eval_loss", "eval_accuracy", "eval_f1",
                                                                        "eval_perplexity", "step")},
                        "error": str(result.error).splitlines()[0] if result.error else None})
-    best = grid.get_best_result(metric=metric, mode=mode, scope="all")
+    best = grid.get_best_result(metric=metric, mode=mode, scope="all")   # by each trial's best epoch
     if best.checkpoint is None:
         raise RuntimeError("no search trial reported a checkpoint; see the trials in the report")
     best_params = {k: best.config[k] for k in space}
@@ -156,8 +179,18 @@ def run_search(spec, output_dir: Path, model_dir: Path, data_path: Path, prepare
                   volumes=volumes, extra={"search": {"algorithm": search.algorithm, "metric": metric, "mode": mode,
                                                      "earlyTermination": search.early_termination,
                                                      "best": {"params": best_params,
-                                                              metric: (best.metrics or {}).get(metric)},
+                                                              metric: _best_value(best, metric, mode)},
                                                      "trials": trials}})
+
+
+def _best_value(result, metric: str, mode: str) -> float | None:
+    """The trial's best ``metric`` over its epochs (what it was ranked on), not its last epoch's."""
+    history = result.metrics_dataframe
+    values = [v for v in (history[metric] if history is not None and metric in history else [])
+              if v == v]   # NaN != NaN: epochs without the metric
+    if not values:
+        return (result.metrics or {}).get(metric)
+    return float(min(values) if mode == "min" else max(values))
 
 
 def _write_outputs(spec, output_dir: Path, model_dir: Path, prepared, overrides, checkpoint: Path) -> None:

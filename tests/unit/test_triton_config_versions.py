@@ -20,6 +20,7 @@ def fake_classifier_export(root: Path) -> tuple[Path, dict]:
     (onnx / "labels.json").write_text('["a", "b"]')
     report = {"status": "Succeeded", "task": "sequence-classification", "primary": "fp32", "labels": ["a", "b"],
               "inputs": ["input_ids", "attention_mask"], "maxSequenceLength": 64,
+              "plain": {"path": "onnx/model.onnx", "precision": "fp32", "parity": {"variant": "plain", "passed": True}},
               "variants": {"fp32": {"path": "onnx/model.ort.onnx", "precision": "fp32",
                                     "parity": {"metrics": {"maxAbsLogitDiff": 1e-7}}}}}
     return root / "export", report
@@ -91,10 +92,17 @@ def test_a_broken_version_leaves_no_half_written_directory(tmp_path):
     export, report = fake_classifier_export(tmp_path)
     repository = tmp_path / "triton"
     repo.add_model_version(repository, "m", "sequence-classification", export, report)
-    with pytest.raises(FileNotFoundError, match="TensorRT step did not build"):
+    with pytest.raises(FileNotFoundError, match="this export built no TensorRT engine"):
         repo.add_model_version(repository, "m", "sequence-classification", export,
                                {**report, "tensorrt": {"status": "Skipped", "reason": "no GPU"}}, backend="tensorrt")
     assert sorted(p.name for p in (repository / "m").iterdir()) == ["1", "config.pbtxt", "warmup"]
+    # an engine left from an earlier export does not pass for this one's
+    (export / "tensorrt").mkdir()
+    (export / "tensorrt" / "model.plan").write_bytes(b"engine-from-an-earlier-export")
+    with pytest.raises(FileNotFoundError, match="this export built no TensorRT engine"):
+        repo.add_model_version(repository, "m", "sequence-classification", export,
+                               {**report, "tensorrt": {"status": "Disabled"}}, backend="tensorrt")
+    assert repo.versions(repository, "m") == [1]
 
 
 def test_gpu_onnxruntime_variant_is_packaged_with_the_plain_onnx(tmp_path):
@@ -103,6 +111,9 @@ def test_gpu_onnxruntime_variant_is_packaged_with_the_plain_onnx(tmp_path):
     repo.add_model_version(repository, "m", "sequence-classification", export, report, backend="onnxruntime",
                            triton={"maxBatchSize": 64, "instances": 2})
     assert (repository / "m" / "1" / "model.onnx").read_bytes() == b"plain"
+    # version.json describes the served file (not the int8 primary the Python backend would serve)
+    served = json.loads((repository / "m" / "1" / "version.json").read_text())
+    assert served["precision"] == "fp32" and served["parity"] == {"variant": "plain", "passed": True}
     cfg = repo.parse_model_config((repository / "m" / "config.pbtxt").read_text())
     assert cfg.platform == "onnxruntime_onnx" and cfg.max_batch_size == 64 and cfg.instance_group[0].count == 2
 

@@ -15,7 +15,7 @@ EXPORT_MODULE = "tuneline_workloads.export"
 
 
 def export_entrypoint(job: FineTuneJob) -> list[str]:
-    return ["python", "-m", EXPORT_MODULE, "--spec", f"{c.SPEC_MOUNT}/{c.SPEC_FILE}",
+    return ["python", "-m", EXPORT_MODULE, "--job", f"{c.SPEC_MOUNT}/{c.SPEC_FILE}",
             "--output", c.pod_path(job.spec.output.uri)]
 
 

@@ -150,7 +150,7 @@ def train_in_subprocess(job: FineTuneJob, output_dir: Path, ctx: RunContext, log
 
 
 def run_finetunejob(job: FineTuneJob, ctx: RunContext) -> dict[str, Any]:
-    from tuneline_workloads.storage import resolve_uri
+    from tuneline_workloads.storage import StorageError, resolve_uri
 
     kind, name = job.kind, job.metadata.name
     spec_wire = job.wire()["spec"]
@@ -167,13 +167,16 @@ def run_finetunejob(job: FineTuneJob, ctx: RunContext) -> dict[str, Any]:
     save = lambda: ctx.state.save_status(kind, name, status)  # noqa: E731
     save()
 
-    output_dir = resolve_uri(job.spec.output.uri, ctx.volumes)
-    output_dir.mkdir(parents=True, exist_ok=True)
-
     def fail(reason: FailureReason, message: str, exit_code: int = 1) -> StepFailed:
         st.mark_failed(status, reason, message, generation)
         save()
         return StepFailed(message, exit_code)
+
+    try:
+        output_dir = resolve_uri(job.spec.output.uri, ctx.volumes)
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except (StorageError, OSError) as exc:
+        raise fail(FailureReason.INVALID_SPEC, f"spec.output.uri: {exc}", 2) from None
 
     # --- train -------------------------------------------------------------------------
     status["phase"] = Phase.TRAINING.value
@@ -247,39 +250,16 @@ def run_finetunejob(job: FineTuneJob, ctx: RunContext) -> dict[str, Any]:
     return status
 
 
-def parity_inputs(job: FineTuneJob, volumes: dict[str, Path]) -> Path | None:
-    """In-domain inputs for the export's parity check: the held-out set, else (classifiers) the
-    validation or training rows. Generic sentences sit near the decision boundary of a domain
-    classifier, where an INT8 export flips labels that real inputs never see."""
-    from tuneline_workloads.storage import resolve_uri
-
-    dataset = job.spec.dataset
-    source = dataset.held_out
-    if source is None and job.spec.task == "sequence-classification":
-        source = dataset.validation or dataset.train
-    return resolve_uri(source.uri, volumes) if source is not None else None
-
-
 def export_and_package(job: FineTuneJob, output_dir: Path, ctx: RunContext) -> dict[str, Any]:
-    """Export the trained model (parity-gated) and add it as a new version to the Triton repository."""
-    from tuneline_workloads import contract
-    from tuneline_workloads.export import run_export
-    from tuneline_workloads.triton.repository import add_model_version
+    """Export the trained model (parity-gated) and add it as a new version to the Triton repository:
+    the export Job's own step (tuneline_workloads.export.job), run in-process."""
+    from tuneline_workloads.export.job import ExportStepError, export_job_output
 
-    model_dir = output_dir / contract.MERGED_DIR
-    if not model_dir.exists():
-        raise StepFailed(f"{model_dir} is missing: export needs a merged model (spec.method.mergeAdapter: true)")
-    labels_file = output_dir / contract.LABELS_FILE
-    labels = json.loads(labels_file.read_text()) if labels_file.exists() else None
-    held_out = parity_inputs(job, ctx.volumes)
-    export_dir = output_dir / contract.EXPORT_DIR
-    report = run_export(job.spec.task, model_dir, export_dir, job.spec.export, held_out=held_out, labels=labels,
-                        on_progress=lambda info: ctx.on_progress("export", info))
-    repository = output_dir / contract.TRITON_REPOSITORY_DIR
-    version = add_model_version(repository, job.metadata.name, job.spec.task, export_dir, report,
-                                keep_versions=job.spec.export.keep_versions)
-    return {"onnx": str(export_dir), "tritonRepository": str(repository), "modelVersion": version,
-            "exportReport": str(export_dir / contract.EXPORT_REPORT_FILE)}
+    try:
+        return export_job_output(job.metadata.name, job.spec, output_dir, ctx.volumes,
+                                 on_progress=lambda info: ctx.on_progress("export", info))
+    except ExportStepError as exc:
+        raise StepFailed(str(exc)) from None
 
 
 # --- serving -----------------------------------------------------------------------------
@@ -310,7 +290,7 @@ def _wait_http(url: str, timeout: float, process: subprocess.Popen | None = None
 
 def run_modeldeployment(md: ModelDeployment, ctx: RunContext, port: int | None = None) -> dict[str, Any]:
     """Start Triton and the gateway for ``md`` (detached: they keep serving after the CLI exits)."""
-    from tuneline_workloads.storage import resolve_uri
+    from tuneline_workloads.storage import StorageError, resolve_uri
     from tuneline_workloads.triton.server import TritonServer, free_port
 
     kind, name = md.kind, md.metadata.name
@@ -322,6 +302,7 @@ def run_modeldeployment(md: ModelDeployment, ctx: RunContext, port: int | None =
 
     def fail(reason: str, message: str, exit_code: int = 1) -> StepFailed:
         status["phase"] = "Failed"
+        status["message"] = message
         st.set_condition(status, st.AVAILABLE, "False", reason, message, generation)
         st.set_condition(status, st.PROGRESSING, "False", reason, message, generation)
         st.set_condition(status, st.DEGRADED, "True", reason, message, generation)
@@ -340,7 +321,10 @@ def run_modeldeployment(md: ModelDeployment, ctx: RunContext, port: int | None =
         model_name = spec.model.from_fine_tune_job
         version = spec.model.version or job_status["artifacts"].get("modelVersion")
     else:
-        repository = str(resolve_uri(spec.model.uri, ctx.volumes))
+        try:
+            repository = str(resolve_uri(spec.model.uri, ctx.volumes))
+        except StorageError as exc:
+            raise fail("InvalidSpec", f"spec.model.uri: {exc}", 2) from None
         model_name = name
         version = spec.model.version
     repository = Path(repository)

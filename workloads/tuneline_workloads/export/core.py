@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -63,11 +64,13 @@ def write_report(output_dir: Path, report: dict[str, Any]) -> Path:
 
 def run_export(task: str, model_dir: Path, output_dir: Path, export_spec: Any = None, *,
                held_out: Path | None = None, labels: list[str] | None = None,
-               on_progress: Progress = None, target: str | None = None) -> dict[str, Any]:
+               on_progress: Progress = None, target: str | None = None,
+               text_field: str = "text", label_field: str = "label") -> dict[str, Any]:
     """Export ``model_dir`` (a merged Hugging Face model) for serving and gate it on parity.
 
-    ``export_spec`` is ``spec.export`` (pydantic model or wire-format dict); ``held_out`` a JSONL
-    file (classification rows, or questions with their key fact); ``labels`` the class names.
+    ``export_spec`` is ``spec.export`` (pydantic model or wire-format dict); ``held_out`` a dataset
+    file (classification rows, their text and label in ``text_field`` / ``label_field``; or questions
+    with their key fact); ``labels`` the class names.
     Returns the export report (also written to ``<output_dir>/export_report.json``).
     Raises ``ParityError`` when the export does not match PyTorch, ``ExportError`` otherwise.
     """
@@ -86,12 +89,18 @@ def run_export(task: str, model_dir: Path, output_dir: Path, export_spec: Any = 
 
     if not (model_dir / "config.json").exists():
         raise ExportError(f"{model_dir} is not a Hugging Face model directory (no config.json)")
+    # every export writes new files: versions already in a Triton repository hard-link the last
+    # export's files, which writing over them would change in place (and a TensorRT engine left
+    # from an earlier run must not pass for this one's)
+    for product in (ONNX_DIR, GENAI_DIR, TENSORRT_DIR):
+        shutil.rmtree(output_dir / product, ignore_errors=True)
     try:
         if not settings.onnx.enabled:
             report["format"] = None
             progress("export", "spec.export.onnx.enabled is false: nothing exported")
         elif task == TASK_CLASSIFIER:
-            _export_classifier(model_dir, output_dir, settings, report, held_out, labels, progress)
+            _export_classifier(model_dir, output_dir, settings, report, (held_out, text_field, label_field), labels,
+                               progress)
         elif task in TASKS_LM:
             _export_causal_lm(model_dir, output_dir, settings, report, held_out, target, progress)
         else:
@@ -118,7 +127,7 @@ def run_export(task: str, model_dir: Path, output_dir: Path, export_spec: Any = 
 # --- classifiers ---------------------------------------------------------------------------------
 
 def _export_classifier(model_dir: Path, output_dir: Path, settings: ExportSettings, report: dict,
-                       held_out: Path | None, labels: list[str] | None, progress) -> None:
+                       held_out: tuple[Path | None, str, str], labels: list[str] | None, progress) -> None:
     out = output_dir / ONNX_DIR
     out.mkdir(parents=True, exist_ok=True)
     progress("export", "loading the PyTorch classifier")
@@ -138,7 +147,9 @@ def _export_classifier(model_dir: Path, output_dir: Path, settings: ExportSettin
                    "exporter": plain["exporter"], "fusedOperators": opt["fusedOperators"]})
     variants = {"fp32": {"path": f"{ONNX_DIR}/{classifier.OPTIMISED_FILE}", "precision": "fp32",
                          "seconds": round(plain["seconds"] + opt["seconds"], 2)}}
-    report["plain"] = {"path": f"{ONNX_DIR}/{classifier.PLAIN_FILE}", "sizeBytes": _size(plain["path"])}
+    # the un-optimised file is what the GPU (onnxruntime backend, TensorRT accelerator) kind serves
+    report["plain"] = {"path": f"{ONNX_DIR}/{classifier.PLAIN_FILE}", "precision": "fp32",
+                       "sizeBytes": _size(plain["path"])}
     if settings.onnx.quantize == "int8":
         progress("export", "dynamic INT8 quantisation")
         q = classifier.quantize_int8(opt["path"], out / classifier.INT8_FILE)
@@ -149,14 +160,15 @@ def _export_classifier(model_dir: Path, output_dir: Path, settings: ExportSettin
                               "the classifier is exported in fp32"]
     report["primary"] = "int8" if "int8" in variants else "fp32"
 
-    texts, gold = parity.classifier_inputs(held_out, settings.parity.prompts, label_names=names)
+    path, text_field, label_field = held_out
+    texts, gold = parity.classifier_inputs(path, settings.parity.prompts, text_field, label_field, label_names=names)
     progress("parity", f"PyTorch vs ONNX Runtime on {len(texts)} held-out inputs")
     reference = classifier.torch_logits(model, tokenizer, texts, max_len)
     results = []
-    for name, variant in variants.items():
-        path = output_dir / variant["path"]
-        variant["sizeBytes"] = _size(path)
-        exported = classifier.ort_logits(path, out / "tokenizer.json", texts, max_len)
+    for name, variant in [*variants.items(), ("plain", report["plain"])]:   # every file a version may serve
+        onnx_file = output_dir / variant["path"]
+        variant["sizeBytes"] = _size(onnx_file)
+        exported = classifier.ort_logits(onnx_file, out / "tokenizer.json", texts, max_len)
         result = parity.compare_classifier(name, reference, exported, settings.parity,
                                            check_logits=(variant["precision"] == "fp32"), labels=gold)
         variant["parity"] = result.to_dict()

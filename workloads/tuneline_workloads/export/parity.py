@@ -8,7 +8,6 @@ whose message carries the measured numbers; the artifacts stay on disk for inspe
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -16,6 +15,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from tuneline_workloads.data.errors import DatasetError
+from tuneline_workloads.data.loading import load_rows
 from tuneline_workloads.data.pipeline import contains_key_fact, load_held_out
 from tuneline_workloads.export.settings import ParitySettings
 
@@ -176,36 +176,33 @@ DEFAULT_PROMPTS = [
 ]
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    for i, line in enumerate(Path(path).read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise ExportError(f"{path}:{i}: not JSON ({exc.msg})") from exc
-    return rows
-
-
 def classifier_inputs(held_out: Path | None, n: int, text_field: str = "text",
                       label_field: str = "label", label_names: list[str] | None = None
                       ) -> tuple[list[str], list[int] | None]:
-    """Up to ``n`` texts (and gold label ids when present) from a held-out JSONL file, else defaults."""
+    """Up to ``n`` texts (and gold label ids when every one has a known label) from a dataset file
+    (JSONL or CSV, its text and label in ``text_field`` / ``label_field``, as in the FineTuneJob's
+    dataset), else generic defaults."""
     if held_out is None:
         return DEFAULT_TEXTS[:n] if n <= len(DEFAULT_TEXTS) else (DEFAULT_TEXTS * (n // len(DEFAULT_TEXTS) + 1))[:n], None
-    rows = read_jsonl(held_out)[:n]
-    texts = [str(r.get(text_field, r.get("text", ""))) for r in rows]
-    gold: list[int] | None = []
-    for r in rows:
-        label = r.get(label_field, r.get("label"))
-        if isinstance(label, int):
-            gold.append(label)
-        elif isinstance(label, str) and label_names and label in label_names:
-            gold.append(label_names.index(label))
-        else:
-            gold = None
+    rows = []
+    for fmt in ("classification", "text"):   # rows without labels: compared on their logits only
+        try:
+            rows = load_rows(Path(held_out), fmt, text_field=text_field, label_field=label_field,
+                             on_invalid="skip").rows[:n]
             break
-    return texts, gold
+        except DatasetError as exc:
+            problem = exc
+    if not rows:
+        raise ExportError(f"parity inputs: {problem}")
+    texts = [r.text for r in rows]
+    names = label_names or []
+
+    def label_id(label: str | None) -> int | None:
+        if label in names:
+            return names.index(label)
+        return int(label) if label is not None and label.isdigit() and int(label) < len(names) else None
+    ids = [label_id(r.label) for r in rows]
+    return texts, (None if any(i is None for i in ids) else ids)
 
 
 def lm_held_out(held_out: Path) -> list[tuple[list[dict[str, str]], str | list[str]]]:

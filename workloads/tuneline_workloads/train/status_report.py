@@ -1,5 +1,5 @@
-"""In a cluster, the trainer reports progress and final metrics by merge-patching the /status of
-its own FineTuneJob (contract.py: the operator cannot reach the pod). Outside a cluster — no
+"""In a cluster, the trainer reports progress and final metrics (the exporter: its artifacts) by
+merge-patching the /status of its own FineTuneJob (contract.py: the operator cannot reach the pod). Outside a cluster — no
 TUNELINE_FINETUNEJOB_NAME — this does nothing. Progress patches are rate-limited; a failed patch
 is logged and never fails the training."""
 
@@ -45,10 +45,17 @@ class StatusReporter:
             self.patch({"progress": {k: progress[k] for k in PROGRESS_KEYS if progress.get(k) is not None},
                         "metrics": metrics}, attempts=5)
 
-    def patch(self, status: dict[str, Any], attempts: int = 1) -> None:
+    def artifacts(self, artifacts: dict[str, Any]) -> None:
+        """The exporter's report (``modelVersion`` required): must reach the API server before the
+        export container exits, the operator waits for it."""
+        if self.enabled:
+            self.patch({"artifacts": artifacts}, attempts=5, fields=contract.EXPORTER_STATUS_FIELDS)
+
+    def patch(self, status: dict[str, Any], attempts: int = 1,
+              fields: tuple[str, ...] = contract.TRAINER_STATUS_FIELDS) -> None:
         url = (f"{self.base}/apis/tuneline.io/v1alpha1/namespaces/{self.namespace}/finetunejobs/"
                f"{self.name}/status")
-        body = json.dumps({"status": {k: v for k, v in status.items() if k in contract.TRAINER_STATUS_FIELDS}})
+        body = json.dumps({"status": {k: v for k, v in status.items() if k in fields}})
         context = ssl.create_default_context(cafile=str(SA_DIR / "ca.crt"))
         for attempt in range(attempts):
             request = urllib.request.Request(url, data=body.encode(), method="PATCH", headers={

@@ -285,11 +285,15 @@ def add_model_version(repository: Path, model_name: str, task: str, export_dir: 
                         _place(onnx_dir / name, staging / name)
                 shutil.copy2(MODELS_DIR / "classifier_model.py", staging / "model.py")
             elif kind == "onnxruntime-classifier":
-                _place(onnx_dir / "model.onnx", staging / "model.onnx")
+                # the un-optimised fp32 file (portable to the TensorRT accelerator), parity-checked
+                # like the variants; version.json below describes it
+                primary = report.get("plain") or {"path": "onnx/model.onnx", "precision": "fp32"}
+                _place(export_dir / primary["path"], staging / "model.onnx")
             else:
                 engine = export_dir / "tensorrt" / "model.plan"
-                if not engine.exists():
-                    raise FileNotFoundError(f"{engine} is missing: the TensorRT step did not build an engine "
+                built = (report.get("tensorrt") or {}).get("status") == "Built"
+                if not built or not engine.exists():
+                    raise FileNotFoundError(f"{engine}: this export built no TensorRT engine "
                                             f"({(report.get('tensorrt') or {}).get('reason', 'not run')})")
                 _place(engine, staging / "model.plan")
             trt = (report.get("tensorrt") or {}).get("plan", {}).get("settings", {})
@@ -307,12 +311,13 @@ def add_model_version(repository: Path, model_name: str, task: str, export_dir: 
             "source": str(export_dir), "createdAt": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "parity": primary.get("parity"), "keyFacts": primary.get("keyFacts")}, indent=2))
         parse_model_config(config)                       # never write a config Triton would reject
+        # the config first: a version directory never appears without the config that serves it
+        tmp = model_dir / ".config.pbtxt.tmp"
+        tmp.write_text(config)
+        os.replace(tmp, model_dir / "config.pbtxt")
         os.replace(staging, model_dir / str(version))
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    tmp = model_dir / ".config.pbtxt.tmp"
-    tmp.write_text(config)
-    os.replace(tmp, model_dir / "config.pbtxt")
     prune_versions(repository, model_name, keep_versions)
     return version

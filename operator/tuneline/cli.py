@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -57,6 +58,14 @@ def validate(files: FilesOption, output: OutputOption = OutputFormat.text) -> No
             for err in exc.errors:
                 console.print(f"error: {err}", markup=False, highlight=False, style="red")
         raise typer.Exit(EXIT_BAD_INPUT) from None
+    if not resources:
+        message = f"{', '.join(map(str, files))}: no FineTuneJob or ModelDeployment in these files"
+        if output is OutputFormat.json:
+            print(json.dumps({"valid": False, "errors": [{"file": ", ".join(map(str, files)), "document": 0,
+                                                          "field": "", "message": message}]}, indent=2))
+        else:
+            console.print(f"error: {message}", markup=False, style="red")
+        raise typer.Exit(EXIT_BAD_INPUT)
     if output is OutputFormat.json:
         print(json.dumps({"valid": True, "resources": [
             {"kind": r.kind, "name": r.metadata.name} for r in resources]}, indent=2))
@@ -107,11 +116,16 @@ def _volumes(pairs: list[str], state_dir: Path) -> dict[str, Path]:
 
 def _load_or_exit(files: list[Path]):
     try:
-        return load_manifests(files)
+        resources = load_manifests(files)
     except InvalidManifests as exc:
         for err in exc.errors:
             console.print(f"error: {err}", markup=False, highlight=False, style="red")
         raise typer.Exit(EXIT_BAD_INPUT) from None
+    if not resources:
+        console.print(f"error: {', '.join(map(str, files))}: no FineTuneJob or ModelDeployment in these files",
+                      markup=False, style="red")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    return resources
 
 
 @app.command()
@@ -136,10 +150,13 @@ def run(
     from tuneline.local.runner import RunContext, StepFailed, run_finetunejob, run_modeldeployment
     from tuneline.local.state import LocalState
 
+    import time
+
     resources = _load_or_exit(files)
     state = LocalState(state_dir.resolve())
     volumes = _volumes(volume, state_dir.resolve())
     results = []
+    run_started = time.time()
     with RunProgress(console, enabled=output is OutputFormat.text) as progress:
         ctx = RunContext(state=state, volumes=volumes, on_progress=progress.update, force=force)
         try:
@@ -159,7 +176,10 @@ def run(
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             progress.failed("interrupted: checkpoints are kept; rerun the same command to resume")
-            state.stop_processes()
+            # only the servers this run was starting: earlier runs' deployments keep serving
+            _mark_stopped(state, state.stop_processes(owners={f"{r.kind}/{r.metadata.name}" for r in resources},
+                                                      started_after=run_started),
+                          "interrupted while starting (Ctrl-C)")
             raise typer.Exit(EXIT_INTERRUPTED) from None
     if report:
         from tuneline.local.report import demo_report
@@ -168,7 +188,7 @@ def run(
     if output is OutputFormat.json:
         print(json.dumps({"succeeded": True, "results": results}, indent=2))
     else:
-        _print_statuses(state)
+        _print_statuses(state, _with_liveness(state, state.runs()))
         served = [r for r in results if r["kind"] == "ModelDeployment"]
         for r in served:
             console.print(f"[green]{r['name']}[/green] is served at {r['status'].get('url')} — try "
@@ -176,15 +196,28 @@ def run(
                           f"`tuneline stop` stops it")
 
 
-def _print_statuses(state) -> None:
+def _print_statuses(state, runs=None) -> None:
     table = Table("kind", "name", "phase", "progress", "conditions", "message", title="status")
-    for kind, name, status in state.runs():
-        conditions = ", ".join(f"{c['type']}={c['status']}" for c in status.get("conditions", []))
+    for kind, name, status in state.runs() if runs is None else runs:
+        conditions = ", ".join(f"{c.get('type')}={c.get('status')}" for c in status.get("conditions") or []
+                               if isinstance(c, dict))
         percent = (status.get("progress") or {}).get("percent")
         message = status.get("message") or status.get("url") or ""
         table.add_row(kind, name, status.get("phase", "-"), "" if percent is None else f"{percent}%",
                       conditions, message)
     Console().print(table)
+
+
+def _with_liveness(state, runs):
+    """A deployment recorded as Available whose gateway is no longer running is not available."""
+    gateways = {p["owner"] for p in state.processes() if p.get("role") == "gateway"}
+    out = []
+    for kind, name, status in runs:
+        if kind == "ModelDeployment" and status.get("phase") == "Available" and f"{kind}/{name}" not in gateways:
+            status = {**status, "phase": "NotRunning",
+                      "message": "its gateway is not running (machine restarted, or killed): rerun `tuneline run -f ...`"}
+        out.append((kind, name, status))
+    return out
 
 
 @app.command()
@@ -197,14 +230,14 @@ def status(
     from tuneline.local.state import LocalState
 
     state = LocalState(state_dir.resolve())
-    runs = [r for r in state.runs() if name is None or r[1] == name]
+    runs = _with_liveness(state, [r for r in state.runs() if name is None or r[1] == name])
     if name is not None and not runs:
         console.print(f"error: no local run named {name!r} in {state_dir}", markup=False, style="red")
         raise typer.Exit(EXIT_BAD_INPUT)
     if output is OutputFormat.json:
         print(json.dumps([{"kind": k, "name": n, "status": s} for k, n, s in runs], indent=2))
     else:
-        _print_statuses(state)
+        _print_statuses(state, runs)
 
 
 @app.command()
@@ -219,7 +252,7 @@ def logs(
     from tuneline.local.state import LocalState
 
     state = LocalState(state_dir.resolve())
-    dirs = [d for d in (state.root / "runs").glob(f"*-{name}")] if (state.root / "runs").exists() else []
+    dirs = [d for d in (state.run_path(kind, name) for kind in ("FineTuneJob", "ModelDeployment")) if d.is_dir()]
     files = sorted(f for d in dirs for f in d.glob("*.log") if component is None or f.stem == component)
     if not files:
         console.print(f"error: no logs for {name!r}" + (f" (component {component})" if component else ""),
@@ -258,17 +291,23 @@ def stop(
 
     state = LocalState(state_dir.resolve())
     stopped = state.stop_processes(owner=f"ModelDeployment/{name}" if name else None)
+    _mark_stopped(state, stopped, "stopped by `tuneline stop`")
+    console.print(f"stopped {len(stopped)} process(es)" + (f" of {name}" if name else ""))
+
+
+def _mark_stopped(state, stopped: list[dict], why: str) -> None:
+    """The deployments whose servers were stopped say so in their status."""
+    from tuneline import status as st
+
     for owner in sorted({p["owner"] for p in stopped}):
         kind, _, dep = owner.partition("/")
         current = state.status(kind, dep)
         if current:
-            from tuneline import status as st
-
             current["phase"] = "Stopped"
             current["readyReplicas"] = 0
-            st.set_condition(current, st.AVAILABLE, "False", "Stopped", "stopped by `tuneline stop`", 1)
+            current["message"] = why
+            st.set_condition(current, st.AVAILABLE, "False", "Stopped", why, 1)
             state.save_status(kind, dep, current)
-    console.print(f"stopped {len(stopped)} process(es)" + (f" of {name}" if name else ""))
 
 
 def _deployment_endpoint(name: str, state_dir: Path) -> tuple[str, dict[str, str], dict]:
@@ -282,7 +321,7 @@ def _deployment_endpoint(name: str, state_dir: Path) -> tuple[str, dict[str, str
         console.print(f"error: ModelDeployment {name!r} is not running here; start it with `tuneline run -f ...`",
                       markup=False, style="red")
         raise typer.Exit(EXIT_FAILED)
-    spec = (read_json(state.run_dir("ModelDeployment", name) / "spec.json", {}) or {}).get("spec", {})
+    spec = read_json(state.run_path("ModelDeployment", name) / "spec.json", {}).get("spec", {})
     headers = {}
     ref = (spec.get("api") or {}).get("apiKeySecretRef")
     if ref:
@@ -290,6 +329,20 @@ def _deployment_endpoint(name: str, state_dir: Path) -> tuple[str, dict[str, str
         if key:
             headers["Authorization"] = f"Bearer {key}"
     return url, headers, spec
+
+
+@contextmanager
+def _served(url: str):
+    """An HTTP client of a local deployment; a gateway that cannot be reached is an error line, not a traceback."""
+    import httpx
+
+    try:
+        with httpx.Client(base_url=url, timeout=300) as client:
+            yield client
+    except httpx.TransportError as exc:
+        console.print(f"error: the gateway at {url} did not answer ({type(exc).__name__}: {exc}); "
+                      "`tuneline status` shows whether it runs", markup=False, style="red")
+        raise typer.Exit(EXIT_FAILED) from None
 
 
 @app.command()
@@ -306,8 +359,6 @@ def chat(
 
     Interactive without --message (empty line or Ctrl-D ends).
     """
-    import httpx
-
     url, headers, _ = _deployment_endpoint(name, state_dir)
     history: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
 
@@ -316,7 +367,7 @@ def chat(
         body = {"model": name, "messages": history, "max_tokens": max_tokens, "temperature": temperature,
                 "stream": True}
         answer = []
-        with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, headers=headers, timeout=300) as r:
+        with _served(url) as client, client.stream("POST", "/v1/chat/completions", json=body, headers=headers) as r:
             if r.status_code != 200:
                 r.read()
                 console.print(f"error: {r.status_code} {r.text}", markup=False, style="red")
@@ -324,7 +375,12 @@ def chat(
             for line in r.iter_lines():
                 if not line.startswith("data: ") or line == "data: [DONE]":
                     continue
-                delta = json.loads(line[6:])["choices"][0].get("delta", {}).get("content") or ""
+                event = json.loads(line[6:])
+                if "error" in event:   # the gateway failed mid-answer (the model went away, say)
+                    sys.stdout.write("\n")
+                    console.print(f"error: {event['error'].get('message')}", markup=False, style="red")
+                    raise typer.Exit(EXIT_FAILED)
+                delta = (event.get("choices") or [{}])[0].get("delta", {}).get("content") or ""
                 answer.append(delta)
                 if output is OutputFormat.text:
                     sys.stdout.write(delta)
@@ -358,10 +414,9 @@ def predict(
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """Classify texts with a served classifier (POST /v1/classify)."""
-    import httpx
-
     url, headers, _ = _deployment_endpoint(name, state_dir)
-    r = httpx.post(f"{url}/v1/classify", json={"model": name, "input": texts}, headers=headers, timeout=60)
+    with _served(url) as client:
+        r = client.post("/v1/classify", json={"model": name, "input": texts}, headers=headers)
     if r.status_code != 200:
         console.print(f"error: {r.status_code} {r.text}", markup=False, style="red")
         raise typer.Exit(EXIT_FAILED)
@@ -597,11 +652,16 @@ def get(
 
 
 def main() -> None:  # pragma: no cover - console entry point
+    from tuneline.local.state import LocalStateError
+
     try:
         app()
     except KeyboardInterrupt:
         console.print("interrupted")
         sys.exit(EXIT_INTERRUPTED)
+    except LocalStateError as exc:
+        console.print(f"error: {exc}", markup=False, style="red")
+        sys.exit(EXIT_BAD_INPUT)
 
 
 if __name__ == "__main__":  # pragma: no cover

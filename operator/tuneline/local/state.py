@@ -11,13 +11,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
+import re
 import secrets
 import signal
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,23 +35,48 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 def read_json(path: Path, default: Any = None) -> Any:
+    """``path``'s JSON, or ``default`` when it is missing, unreadable or of another type than
+    ``default`` (a hand-edited or truncated file must not crash a read-only command)."""
     try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return default
+    return data if default is None or isinstance(data, type(default)) else default
+
+
+@contextmanager
+def _locked(path: Path):
+    """An exclusive lock beside ``path``: two `tuneline run`s must not lose each other's records."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+class LocalStateError(ValueError):
+    """The state directory cannot answer (a bad name, a damaged file); the message says what to do."""
+
+
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")   # metadata.name (DNS subdomain): never a path
 
 
 @dataclass(frozen=True)
 class LocalState:
     root: Path
 
+    def run_path(self, kind: str, name: str) -> Path:
+        """Where a run's files are (not created). ``name`` is a Kubernetes object name."""
+        if not _NAME.fullmatch(name or ""):
+            raise LocalStateError(f"{name!r} is not a valid resource name (lowercase letters, digits, '-' and '.')")
+        return self.root / "runs" / f"{kind.lower()}-{name}"
+
     def run_dir(self, kind: str, name: str) -> Path:
-        path = self.root / "runs" / f"{kind.lower()}-{name}"
+        path = self.run_path(kind, name)
         path.mkdir(parents=True, exist_ok=True)
         return path
 
     def status(self, kind: str, name: str) -> dict[str, Any]:
-        return read_json(self.run_dir(kind, name) / "status.json", {})
+        return read_json(self.run_path(kind, name) / "status.json", {})
 
     def save_status(self, kind: str, name: str, status: dict[str, Any]) -> None:
         write_json_atomic(self.run_dir(kind, name) / "status.json", status)
@@ -57,7 +85,7 @@ class LocalState:
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
     def saved_spec_digest(self, kind: str, name: str) -> str | None:
-        return (read_json(self.run_dir(kind, name) / "spec.json", {}) or {}).get("digest")
+        return read_json(self.run_path(kind, name) / "spec.json", {}).get("digest")
 
     def save_spec(self, kind: str, name: str, spec: dict[str, Any]) -> None:
         write_json_atomic(self.run_dir(kind, name) / "spec.json",
@@ -81,24 +109,32 @@ class LocalState:
         return self.root / "processes.json"
 
     def processes(self) -> list[dict[str, Any]]:
-        return [p for p in read_json(self.processes_file, []) if _alive(p)]
+        if self.processes_file.exists() and read_json(self.processes_file) is None:
+            raise LocalStateError(f"{self.processes_file} is not readable JSON: the servers it recorded cannot be "
+                             f"found; stop them by hand (ps -ef | grep tritonserver) and delete the file")
+        return [p for p in read_json(self.processes_file, []) if isinstance(p, dict) and _alive(p)]
 
     def record_process(self, owner: str, role: str, pid: int, **info: Any) -> None:
-        procs = [p for p in self.processes() if not (p["owner"] == owner and p["role"] == role)]
-        procs.append({"owner": owner, "role": role, "pid": pid, "started": time.time(),
-                      "startTicks": _start_ticks(pid), "cmdline": _cmdline(pid), **info})
-        write_json_atomic(self.processes_file, procs)
+        with _locked(self.processes_file):
+            procs = [p for p in self.processes() if not (p["owner"] == owner and p["role"] == role)]
+            procs.append({"owner": owner, "role": role, "pid": pid, "started": time.time(),
+                          "startTicks": _start_ticks(pid), "cmdline": _cmdline(pid), **info})
+            write_json_atomic(self.processes_file, procs)
 
-    def stop_processes(self, owner: str | None = None, timeout: float = 15.0) -> list[dict[str, Any]]:
-        """SIGTERM (then SIGKILL) the process groups this state started; only those."""
+    def stop_processes(self, owner: str | None = None, timeout: float = 15.0, *,
+                       owners: set[str] | None = None, started_after: float | None = None) -> list[dict[str, Any]]:
+        """SIGTERM (then SIGKILL) the process groups this state started; only those, and of them only
+        ``owner``'s (or ``owners``'), started after ``started_after``, when given."""
         stopped, kept = [], []
-        for proc in self.processes():
-            if owner is not None and proc["owner"] != owner:
-                kept.append(proc)
-                continue
-            _terminate_group(proc["pid"], timeout)
-            stopped.append(proc)
-        write_json_atomic(self.processes_file, kept)
+        with _locked(self.processes_file):
+            for proc in self.processes():
+                if ((owner is not None and proc["owner"] != owner) or (owners is not None and proc["owner"] not in owners)
+                        or (started_after is not None and proc.get("started", 0) < started_after)):
+                    kept.append(proc)
+                    continue
+                _terminate_group(proc["pid"], timeout)
+                stopped.append(proc)
+            write_json_atomic(self.processes_file, kept)
         return stopped
 
     # --- local stand-ins for Secrets -------------------------------------------------------

@@ -1,0 +1,106 @@
+"""The local runner's state directory and the CLI commands that read it: whose servers a Ctrl-C
+or `stop` may touch, records kept when two runs write at once, damaged files and hostile names,
+`status`/`logs` of one run, a deployment whose gateway died, a bad volume failing the step."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import subprocess
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from tuneline.cli import EXIT_BAD_INPUT, app
+from tuneline.local.state import LocalState, LocalStateError
+
+runner = CliRunner()
+
+
+def _server() -> subprocess.Popen:
+    """A stand-in server process in its own process group, as the runner starts Triton and the gateway."""
+    return subprocess.Popen(["sleep", "60"], start_new_session=True)
+
+
+def test_stop_touches_only_the_owners_and_start_times_asked_for(tmp_path):
+    state = LocalState(tmp_path)
+    old, mine, other = _server(), _server(), _server()
+    try:
+        state.record_process("ModelDeployment/earlier", "gateway", old.pid)
+        cutoff = time.time()
+        time.sleep(0.01)
+        state.record_process("ModelDeployment/this-run", "gateway", mine.pid)
+        state.record_process("ModelDeployment/earlier", "triton", other.pid)
+        stopped = state.stop_processes(owners={"ModelDeployment/this-run", "ModelDeployment/earlier"},
+                                       started_after=cutoff, timeout=5)
+        assert sorted(p["pid"] for p in stopped) == sorted([mine.pid, other.pid])
+        assert old.poll() is None and mine.wait(5) is not None
+        assert [p["pid"] for p in state.processes()] == [old.pid]
+    finally:
+        for proc in (old, mine, other):
+            proc.kill()
+
+
+def _record_many(root, prefix: str, n: int) -> None:
+    state = LocalState(root)
+    for i in range(n):
+        state.record_process(f"ModelDeployment/{prefix}-{i}", "gateway", os.getppid())
+
+
+def test_two_runs_recording_at_once_lose_no_record(tmp_path):
+    ctx = multiprocessing.get_context("fork")
+    writers = [ctx.Process(target=_record_many, args=(tmp_path, p, 40)) for p in ("a", "b")]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join(60)
+    assert len(LocalState(tmp_path).processes()) == 80
+
+
+def test_a_damaged_process_file_is_an_error_not_an_empty_list(tmp_path):
+    (tmp_path / "processes.json").write_text('[{"owner": "ModelDeployment/x", "ro')
+    with pytest.raises(LocalStateError, match="not readable JSON.*stop them by hand"):
+        LocalState(tmp_path).processes()
+
+
+@pytest.mark.parametrize("name", ["../../etc", "Bank", "a/b", ""])
+def test_a_name_that_is_not_a_kubernetes_name_never_becomes_a_path(tmp_path, name):
+    with pytest.raises(LocalStateError, match="not a valid resource name"):
+        LocalState(tmp_path).status("ModelDeployment", name)
+    assert not (tmp_path / "runs").exists()
+
+
+def _run(state: LocalState, kind: str, name: str, status: dict, logs: dict[str, str] = {}) -> None:  # noqa: B006
+    state.save_spec(kind, name, {})
+    state.save_status(kind, name, status)
+    for what, text in logs.items():
+        state.log_path(kind, name, what).write_text(text)
+
+
+def test_status_and_logs_of_one_run_and_a_dead_gateway(tmp_path):
+    state = LocalState(tmp_path)
+    _run(state, "FineTuneJob", "intents", {"phase": "Succeeded"}, {"train": "intents training\n"})
+    _run(state, "FineTuneJob", "bank-intents", {"phase": "Succeeded"}, {"train": "bank-intents training\n"})
+    _run(state, "ModelDeployment", "served", {"phase": "Available", "url": "http://127.0.0.1:1"})
+    text = runner.invoke(app, ["status", "intents", "--state-dir", str(tmp_path)])
+    assert text.exit_code == 0 and "bank-intents" not in text.stdout and "intents" in text.stdout
+    listed = json.loads(runner.invoke(app, ["status", "-o", "json", "--state-dir", str(tmp_path)]).stdout)
+    served = next(r for r in listed if r["name"] == "served")["status"]
+    assert served["phase"] == "NotRunning" and "gateway is not running" in served["message"]
+    logs = runner.invoke(app, ["logs", "intents", "--state-dir", str(tmp_path)])
+    assert logs.exit_code == 0 and logs.stdout == "intents training\n"
+    missing = runner.invoke(app, ["logs", "ghost", "--state-dir", str(tmp_path)])
+    assert missing.exit_code == EXIT_BAD_INPUT and not state.run_path("FineTuneJob", "ghost").exists()
+
+
+def test_a_run_whose_output_volume_is_not_mapped_fails_the_step_with_bad_input(tmp_path):
+    manifest = tmp_path / "job.yaml"
+    manifest.write_text(open("examples/bank-assistant.yaml").read().split("\n---")[0]
+                        .replace('uri: "pvc://models/bank-assistant"', 'uri: "pvc://nosuch/out"'))
+    result = runner.invoke(app, ["run", "-f", str(manifest), "--state-dir", str(tmp_path / "state"), "-o", "json"])
+    assert result.exit_code == EXIT_BAD_INPUT, result.output
+    assert "spec.output.uri" in json.loads(result.stdout)["error"] and "--volume nosuch=" in result.stdout
+    status = LocalState(tmp_path / "state").status("FineTuneJob", "bank-assistant")
+    assert status["phase"] == "Failed" and "spec.output.uri" in status["message"]

@@ -122,3 +122,21 @@ def test_generators_are_python_backend_only(tmp_path):
     export, report = fake_generator_export(tmp_path)
     with pytest.raises(ValueError, match="Python backend"):
         repo.add_model_version(tmp_path / "t", "m", "chat", export, report, backend="tensorrt")
+
+
+def test_a_tensorrt_version_is_configured_within_its_engines_profile(tmp_path):
+    """Triton must never send the engine a batch or a sequence outside its optimisation profile:
+    max_batch_size, the sequence cap and the warm-up request all stay inside it."""
+    export, report = fake_classifier_export(tmp_path)
+    (export / "tensorrt").mkdir()
+    (export / "tensorrt" / "model.plan").write_bytes(b"engine")
+    plan = {"settings": {"max_batch_size": 4, "max_sequence_length": 8}}
+    repository = tmp_path / "triton"
+    repo.add_model_version(repository, "m", "sequence-classification", export,
+                           {**report, "tensorrt": {"status": "Built", "plan": plan}}, backend="tensorrt",
+                           triton={"maxBatchSize": 64})
+    cfg = repo.parse_model_config((repository / "m" / "config.pbtxt").read_text())
+    assert cfg.platform == "tensorrt_plan" and cfg.max_batch_size == 4
+    assert cfg.parameters["max_sequence_length"].string_value == "8"
+    assert all(list(w.dims) == [8] for w in cfg.model_warmup[0].inputs.values())
+    assert (repository / "m" / "1" / "model.plan").read_bytes() == b"engine"

@@ -261,12 +261,16 @@ class OnnxExport(ApiModel):
 class TensorRTExport(ApiModel):
     enabled: bool = False
     precision: Literal["fp16", "int8", "fp32"] = "fp16"
-    min_batch_size: int = Field(1, ge=1)
+    min_batch_size: int = Field(1, ge=1, description="the engine's smallest batch; keep 1 to serve with Triton, "
+                                                       "which hands the engine batches as small as one request")
     opt_batch_size: int = Field(8, ge=1)
     max_batch_size: int = Field(16, ge=1)
     max_sequence_length: int = Field(512, ge=1, le=131072)
 
     rules = (
+        rule("!self.enabled || self.minBatchSize == 1",
+             "spec.export.tensorrt.minBatchSize must be 1: Triton serves single requests (batches of one) too",
+             lambda t: not t.enabled or t.min_batch_size == 1, field_path=".minBatchSize"),
         rule("self.minBatchSize <= self.optBatchSize && self.optBatchSize <= self.maxBatchSize",
              "spec.export.tensorrt needs minBatchSize <= optBatchSize <= maxBatchSize",
              lambda t: t.min_batch_size <= t.opt_batch_size <= t.max_batch_size),

@@ -211,7 +211,7 @@ def _export_causal_lm(model_dir: Path, output_dir: Path, settings: ExportSetting
                             log_file=output_dir / GENAI_DIR / f"builder-{precision}.log")
     variant = {"path": f"{GENAI_DIR}/{precision}", "precision": precision, "seconds": round(built["seconds"], 2),
                "sizeBytes": _size(out), "executionProvider": target}
-    if precision in ("int4", "int8"):
+    if precision == "int4":   # the builder is given these for int4 only (builder_command)
         variant.update(blockSize=settings.onnx.int4_block_size, accuracyLevel=settings.onnx.int4_accuracy_level)
     report.update({"format": "onnx-genai", "primary": precision, "variants": {precision: variant}})
     genai_config = json.loads((out / "genai_config.json").read_text())

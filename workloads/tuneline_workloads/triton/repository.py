@@ -172,7 +172,7 @@ def model_config(name: str, kind: str, settings: TritonSettings | None = None, *
             w = cfg.model_warmup.add(name="zeros", batch_size=1)
             for n in inputs:
                 w.inputs[n].data_type = pb.TYPE_INT64
-                w.inputs[n].dims.append(16)
+                w.inputs[n].dims.append(min(16, max_sequence_length))   # within an engine's profile
                 w.inputs[n].zero_data = True
     cfg.instance_group.add(kind=pb.ModelInstanceGroup.KIND_GPU if gpu else pb.ModelInstanceGroup.KIND_CPU,
                            count=s.instances)
@@ -297,12 +297,15 @@ def add_model_version(repository: Path, model_name: str, task: str, export_dir: 
                                             f"({(report.get('tensorrt') or {}).get('reason', 'not run')})")
                 _place(engine, staging / "model.plan")
             trt = (report.get("tensorrt") or {}).get("plan", {}).get("settings", {})
+            engine_profile = kind == "tensorrt-classifier" and trt
             config = build_model_config(
                 model_name, kind, settings, labels=labels, inputs=tuple(report.get("inputs") or
                                                                          ("input_ids", "attention_mask")),
-                max_sequence_length=int(report.get("maxSequenceLength", 512)), version_policy=version_policy,
-                max_batch_size=(min(settings.max_batch_size, trt["max_batch_size"])
-                                if kind == "tensorrt-classifier" and trt else None))
+                # an engine takes no batch or sequence beyond its optimisation profile
+                max_sequence_length=(min(int(report.get("maxSequenceLength", 512)), trt["max_sequence_length"])
+                                     if engine_profile else int(report.get("maxSequenceLength", 512))),
+                version_policy=version_policy,
+                max_batch_size=min(settings.max_batch_size, trt["max_batch_size"]) if engine_profile else None)
             if kind == "python-classifier":
                 (model_dir / WARMUP_DIR).mkdir(exist_ok=True)
                 (model_dir / WARMUP_DIR / WARMUP_TEXT_FILE).write_bytes(serialized_strings(WARMUP_TEXT))

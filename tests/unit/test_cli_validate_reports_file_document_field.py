@@ -72,3 +72,11 @@ def test_unreadable_input_and_no_manifests_are_bad_input_with_the_file_named(tmp
         assert result.exit_code == EXIT_BAD_INPUT, (path, result.output)
         error = json.loads(result.stdout)["errors"][0]
         assert str(path) in error["file"] and words in error["message"]
+
+
+def test_a_namespace_the_api_server_would_refuse_is_refused_here(tmp_path):
+    bad = tmp_path / "ns.yaml"
+    bad.write_text(_bank_assistant().replace("metadata:\n", "metadata:\n  namespace: Team_A\n", 1))
+    result = runner.invoke(app, ["validate", "-f", str(bad), "-o", "json"])
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert json.loads(result.stdout)["errors"][0]["field"] == "metadata.namespace"

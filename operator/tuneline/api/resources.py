@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from tuneline.api.base import ApiModel, rule
 from tuneline.api.common import API_VERSION
@@ -17,9 +18,27 @@ class ObjectMeta(ApiModel):
 
     model_config = ApiModel.model_config | {"extra": "allow"}
     name: str = Field(..., pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=52)
-    namespace: str | None = None
+    namespace: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_as_the_api_server_takes_them(cls, labels: dict[str, str]) -> dict[str, str]:
+        for key, value in labels.items():
+            prefix, _, name = key.rpartition("/")
+            if (prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix))) or \
+                    len(name) > 63 or not _LABEL_VALUE.fullmatch(name) or not name:
+                raise ValueError(f"label key {key!r}: [prefix/]name, the name at most 63 letters, digits, "
+                                 "'-', '_' or '.', starting and ending with a letter or digit")
+            if len(value) > 63 or not _LABEL_VALUE.fullmatch(value):
+                raise ValueError(f"label {key}={value!r}: a value is at most 63 letters, digits, '-', '_' or '.', "
+                                 "starting and ending with a letter or digit (or empty)")
+        return labels
+
+
+_LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
 _NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"

@@ -146,6 +146,11 @@ def test_servicemonitor_and_adapter_rules():
     snippet = yaml.safe_load((CHART / "prometheus-adapter" / "values.yaml").read_text())["rules"]["custom"]
     assert rendered_rules == snippet
     assert rendered_rules[0]["name"]["as"] == "DCGM_FI_DEV_GPU_UTIL"
+    # every custom metric an HPA of a ModelDeployment may ask for is served, by the builder's rules
+    from tuneline.builders.serving import prometheus_adapter_rules
+
+    assert rendered_rules[1:] == prometheus_adapter_rules()["rules"][1:]
+    assert {r["name"]["as"] for r in rendered_rules} == {r["name"]["as"] for r in prometheus_adapter_rules()["rules"]}
 
 
 def test_network_policy_limits_the_operator(rendered):
@@ -154,4 +159,11 @@ def test_network_policy_limits_the_operator(rendered):
     (ing,) = np["spec"]["ingress"]
     assert [p["port"] for p in ing["ports"]] == [8080]
     egress_ports = sorted({p["port"] for rule in np["spec"]["egress"] for p in rule["ports"]})
-    assert egress_ports == [53, 443, 6443]
+    assert egress_ports == [53, 443, 6443, 8080]
+    # canary analysis without Prometheus reads each serving pod's gateway /metrics
+    from tuneline.builders.serving import HTTP_PORT, MD_LABEL
+
+    (gateways,) = [r for r in np["spec"]["egress"] if any(p["port"] == HTTP_PORT for p in r["ports"])]
+    (peer,) = gateways["to"]
+    assert peer["namespaceSelector"] == {} and peer["podSelector"]["matchExpressions"] == [
+        {"key": MD_LABEL, "operator": "Exists"}]

@@ -287,3 +287,17 @@ def test_file_output_is_rejected_naming_the_field():
     w.step()
     assert w.status["phase"] == "Failed" and w.status["reason"] == "InvalidSpec"
     assert w.status["message"].startswith("spec.output.uri")
+
+
+@pytest.mark.parametrize("spec, field", [
+    ({"output": {"uri": "s3://team-a-models/bank"}}, "spec.output.uri"),
+    ({"dataset": {"train": {"uri": "s3://team-a-data/train.jsonl"}}}, "spec.dataset.train.uri"),
+])
+def test_s3_data_or_output_is_rejected_naming_the_field(spec, field):
+    """Nothing syncs a bucket into the training and export pods: an s3:// job would train on an
+    empty directory and export nothing. It fails at once, saying what to use instead."""
+    w = World(**spec)
+    w.step()
+    assert w.status["phase"] == "Failed" and w.status["reason"] == "InvalidSpec"
+    assert w.status["message"].startswith(f"{field}: s3:// is not synced") and "pvc://" in w.status["message"]
+    assert not w.rayjobs

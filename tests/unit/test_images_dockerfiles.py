@@ -162,6 +162,18 @@ def test_triton_image_installs_the_serve_extra():
         assert expected in triton, f"images/triton/Dockerfile does not install {expected} (pyproject serve extra)"
 
 
+def test_trainer_image_has_rays_dashboard_and_job_server():
+    """KubeRay probes the head's dashboard (:8265, :52365) and submits the RayJob's entrypoint to its
+    job server; Ray without ``ray[default]`` starts neither, so no RayJob would ever run."""
+    import tomllib
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    installed = re.search(r'pip install[^\n]*"\.\[([^\]]+)\]"', (REPO / "images" / "trainer" / "Dockerfile").read_text())
+    assert installed, "images/trainer/Dockerfile does not pip install the project with extras"
+    requirements = [r for extra in installed.group(1).split(",") for r in extras[extra.strip()]]
+    assert any(re.match(r"ray\[[^\]]*\bdefault\b", r) for r in requirements), requirements
+
+
 def test_chart_defaults_name_these_images():
     import yaml
 

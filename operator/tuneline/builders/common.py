@@ -145,7 +145,8 @@ def data_volumes(job: FineTuneJob) -> tuple[list[dict[str, Any]], list[dict[str,
     """(volumes, volumeMounts) for every PVC claim (and S3 scratch space) the job's URIs name.
 
     ``pvc://<claim>/<path>`` is the claim mounted at ``/mnt/<claim>`` (read-only unless the output
-    lives there); ``s3://<bucket>/...`` gets an emptyDir at ``/mnt/<bucket>`` that the workload syncs.
+    lives there); ``s3://<bucket>/...`` would get an emptyDir at ``/mnt/<bucket>``, but nothing syncs it
+    yet, so the controller refuses s3:// URIs in a FineTuneJob (``check_for_cluster``).
     """
     volumes, mounts = [], []
     for key, writable in uri_claims(job).items():

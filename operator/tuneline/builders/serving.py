@@ -443,7 +443,10 @@ def build_scaledobject(md, stable: int, settings: Settings) -> dict[str, Any] | 
                      "minReplicaCount": a.min_replicas, "maxReplicaCount": a.max_replicas,
                      "cooldownPeriod": max(a.behavior.scale_down_stabilization_seconds, 30),
                      "advanced": {"horizontalPodAutoscalerConfig": {"behavior": _behavior(md)}},
-                     "triggers": [{"type": "prometheus", "metricType": "AverageValue" if a.metric != "cpu" else "Value",
+                     # the query is a total only for requests-per-second (the HPA divides it by the
+                     # replicas); the others are already per pod or per request: compared as they are
+                     "triggers": [{"type": "prometheus",
+                                   "metricType": "AverageValue" if a.metric == "requests-per-second" else "Value",
                                    "metadata": {"serverAddress": server, "query": _prometheus_query(md),
                                                 "threshold": str(a.target), "activationThreshold": "0"}}]}}
 

@@ -147,7 +147,18 @@ def check_for_cluster(job: FineTuneJob) -> str | None:
     """What the CRD cannot say about a spec but a cluster cannot run: the message names the field."""
     if job.spec.output.uri.startswith("file://"):
         return ("spec.output.uri: file:// paths are local to one machine and do not survive between the "
-                "training and export pods; use pvc://<claim>/<path> (or s3://) on a cluster")
+                "training and export pods; use pvc://<claim>/<path> on a cluster")
+    ds = job.spec.dataset
+    uris = {"spec.baseModel.uri": job.spec.base_model.uri, "spec.dataset.train.uri": ds.train.uri,
+            **{f"spec.dataset.{name}.uri": source.uri for name, source in
+               (("validation", ds.validation), ("heldOut", ds.held_out), ("mix", ds.mix)) if source is not None},
+            "spec.output.uri": job.spec.output.uri}
+    for field, uri in uris.items():
+        if uri.startswith("s3://"):
+            # nothing copies a bucket into the training and export pods (a ModelDeployment's
+            # model, by contrast, is fetched from s3:// by its init container)
+            return (f"{field}: s3:// is not synced into training and export pods; copy the data to a "
+                    "PersistentVolumeClaim and use pvc://<claim>/<path>")
     return None
 
 

@@ -137,7 +137,9 @@ def run_search(spec, output_dir: Path, model_dir: Path, data_path: Path, prepare
                 on_progress(progress)
 
     started_ray = not ray.is_initialized()
-    if started_ray:
+    if started_ray and os.environ.get("RAY_ADDRESS"):   # in a RayJob: its cluster (which refuses num_cpus)
+        ray.init(address=os.environ["RAY_ADDRESS"])
+    elif started_ray:
         ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         trainable = tune.with_resources(tune.with_parameters(_trial, base=base), {"CPU": threads})

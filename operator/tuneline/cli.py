@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
@@ -150,8 +151,6 @@ def run(
     from tuneline.local.runner import RunContext, StepFailed, run_finetunejob, run_modeldeployment
     from tuneline.local.state import LocalState
 
-    import time
-
     resources = _load_or_exit(files)
     state = LocalState(state_dir.resolve())
     volumes = _volumes(volume, state_dir.resolve())
@@ -263,8 +262,6 @@ def logs(
             print(f"==> {f} <==")
         print(f.read_text(errors="replace"), end="")
     if follow:
-        import time
-
         sizes = {f: f.stat().st_size for f in files}
         try:
             while True:

@@ -96,13 +96,13 @@ def main(argv: list[str] | None = None) -> int:
 def _export_job(manifest: Path, output: Path | None) -> int:
     """The export Job's step: the FineTuneJob's training output exported and added to its Triton
     repository, the new version reported in the job's status (in a cluster)."""
+    import yaml
+
     from tuneline_workloads.export import ParityError
     from tuneline_workloads.export.job import export_job_output
     from tuneline_workloads.storage import resolve_uri
     from tuneline_workloads.train.__main__ import _load_spec
     from tuneline_workloads.train.status_report import StatusReporter
-
-    import yaml
 
     try:
         doc = yaml.safe_load(manifest.read_text())

@@ -135,7 +135,8 @@ def run(
     volume: VolumeOption = [],  # noqa: B006 - typer needs a literal default
     state_dir: StateOption = DEFAULT_STATE,
     force: Annotated[bool, typer.Option(help="rerun FineTuneJobs that already succeeded with the same spec")] = False,
-    port: Annotated[Optional[int], typer.Option(help="gateway port for the (first) ModelDeployment")] = None,
+    port: Annotated[Optional[int], typer.Option(min=1, max=65535,
+                                                help="gateway port for the (first) ModelDeployment")] = None,
     report: Annotated[bool, typer.Option(help="after serving, compare base and tuned model on held-out questions")] = False,
     output: OutputOption = OutputFormat.text,
 ) -> None:

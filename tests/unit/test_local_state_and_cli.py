@@ -104,3 +104,27 @@ def test_a_run_whose_output_volume_is_not_mapped_fails_the_step_with_bad_input(t
     assert "spec.output.uri" in json.loads(result.stdout)["error"] and "--volume nosuch=" in result.stdout
     status = LocalState(tmp_path / "state").status("FineTuneJob", "bank-assistant")
     assert status["phase"] == "Failed" and "spec.output.uri" in status["message"]
+
+
+def test_a_taken_port_fails_the_deployment_before_anything_starts(tmp_path):
+    import socket
+
+    manifest = tmp_path / "md.yaml"
+    manifest.write_text(f"""apiVersion: tuneline.io/v1alpha1
+kind: ModelDeployment
+metadata: {{name: intents}}
+spec:
+  model: {{uri: "file://{tmp_path}/repository"}}
+  task: sequence-classification
+""")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(app, ["run", "-f", str(manifest), "--port", str(port),
+                                     "--state-dir", str(tmp_path / "state"), "-o", "json"])
+    assert result.exit_code == EXIT_BAD_INPUT, result.output
+    assert f"port {port} (--port) is taken" in json.loads(result.stdout)["error"]
+    state = LocalState(tmp_path / "state")
+    assert state.status("ModelDeployment", "intents")["phase"] == "Failed" and state.processes() == []
+    assert runner.invoke(app, ["run", "-f", str(manifest), "--port", "99999"]).exit_code == EXIT_BAD_INPUT

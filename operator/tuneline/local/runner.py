@@ -270,6 +270,17 @@ def _serve_python() -> Path:
     return DEFAULT_SERVE_ENV / "bin" / "python"
 
 
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def _wait_http(url: str, timeout: float, process: subprocess.Popen | None = None) -> bool:
     import urllib.error
     import urllib.request
@@ -331,6 +342,9 @@ def run_modeldeployment(md: ModelDeployment, ctx: RunContext, port: int | None =
     save()
 
     ctx.state.stop_processes(owner=f"{kind}/{name}")  # a rerun replaces what it started before
+    if port is not None and not _port_free(port):
+        raise fail("PortInUse", f"port {port} (--port) is taken by another program; choose another, or leave "
+                                "--port out for a free one", 2)
     ctx.on_progress("serve", {"message": f"starting Triton on {repository}"})
     triton_log = ctx.state.log_path(kind, name, "triton")
     server = TritonServer(repository, models=[model_name], log_file=triton_log)

@@ -110,8 +110,8 @@ class LocalState:
 
     def processes(self) -> list[dict[str, Any]]:
         if self.processes_file.exists() and read_json(self.processes_file) is None:
-            raise LocalStateError(f"{self.processes_file} is not readable JSON: the servers it recorded cannot be "
-                             f"found; stop them by hand (ps -ef | grep tritonserver) and delete the file")
+            raise LocalStateError(f"{self.processes_file} is not readable JSON: the servers it recorded cannot "
+                                  f"be found; stop them by hand (ps -ef | grep tritonserver) and delete the file")
         return [p for p in read_json(self.processes_file, []) if isinstance(p, dict) and _alive(p)]
 
     def record_process(self, owner: str, role: str, pid: int, **info: Any) -> None:
@@ -128,7 +128,8 @@ class LocalState:
         stopped, kept = [], []
         with _locked(self.processes_file):
             for proc in self.processes():
-                if ((owner is not None and proc["owner"] != owner) or (owners is not None and proc["owner"] not in owners)
+                if ((owner is not None and proc["owner"] != owner)
+                        or (owners is not None and proc["owner"] not in owners)
                         or (started_after is not None and proc.get("started", 0) < started_after)):
                     kept.append(proc)
                     continue

@@ -57,7 +57,7 @@ def test_the_export_jobs_command_exports_and_adds_a_triton_version(tmp_path):
     pod = build_export_job(job, 1, Settings())["spec"]["template"]["spec"]
     command = [arg.replace(c.SPEC_MOUNT, str(spec_dir)).replace(c.VOLUME_ROOT + "/", f"{volumes}/")
                for arg in pod["containers"][0]["command"]]
-    assert command[:3] == ["python", "-m", "tuneline_workloads.export"]
+    assert command[:3] == ["python3", "-m", "tuneline_workloads.export"]
     env = {**os.environ, "TUNELINE_VOLUME_ROOT": str(volumes), "PYTHONPATH": os.pathsep.join(
         [str(ROOT / "operator"), str(ROOT / "workloads"), os.environ.get("PYTHONPATH", "")])}
 

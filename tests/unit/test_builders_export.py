@@ -18,7 +18,7 @@ def test_onnx_export_runs_on_cpu():
     c = pod["containers"][0]
     assert "nvidia.com/gpu" not in c["resources"]["limits"] and "tolerations" not in pod
     assert c["image"] == SETTINGS.exporter_image
-    assert c["command"] == ["python", "-m", "tuneline_workloads.export", "--job", "/etc/tuneline/finetunejob.yaml",
+    assert c["command"] == ["python3", "-m", "tuneline_workloads.export", "--job", "/etc/tuneline/finetunejob.yaml",
                             "--output", "/mnt/models/bank-assistant"]
     assert {"name": "spec", "configMap": {"name": "bank-assistant-a2-spec"}} in pod["volumes"]
     assert pod["restartPolicy"] == "Never"

@@ -15,7 +15,9 @@ EXPORT_MODULE = "tuneline_workloads.export"
 
 
 def export_entrypoint(job: FineTuneJob) -> list[str]:
-    return ["python", "-m", EXPORT_MODULE, "--job", f"{c.SPEC_MOUNT}/{c.SPEC_FILE}",
+    # python3: the TensorRT exporter's NVIDIA base image has no plain `python` (the venv of the
+    # CPU exporter has both)
+    return ["python3", "-m", EXPORT_MODULE, "--job", f"{c.SPEC_MOUNT}/{c.SPEC_FILE}",
             "--output", c.pod_path(job.spec.output.uri)]
 
 

@@ -162,6 +162,23 @@ def test_triton_image_installs_the_serve_extra():
         assert expected in triton, f"images/triton/Dockerfile does not install {expected} (pyproject serve extra)"
 
 
+def test_tensorrt_exporter_installs_the_export_extra_with_gpu_builds_only():
+    """The TensorRT exporter installs pyproject's export extra and base dependencies (same ranges),
+    with the GPU builds of ONNX Runtime in place of the CPU ones, and the project itself without
+    dependencies: both onnxruntime packages in one target directory overwrite each other's files."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    dockerfile = (REPO / "images" / "exporter-tensorrt" / "Dockerfile").read_text()
+    gpu = {"onnxruntime": "onnxruntime-gpu", "onnxruntime-genai": "onnxruntime-genai-cuda"}
+    for requirement in [*project["optional-dependencies"]["export"], *project["dependencies"]]:
+        name, rest = re.match(r"([A-Za-z0-9_.-]+)(.*)", requirement).groups()
+        expected = f'"{gpu.get(name, name)}{rest}"'
+        assert expected in dockerfile, f"images/exporter-tensorrt/Dockerfile does not install {expected}"
+    assert '".[export]"' not in dockerfile and '"onnxruntime>=' not in dockerfile
+    assert "--no-deps --target /opt/tuneline/site ." in dockerfile
+
+
 def test_trainer_image_has_rays_dashboard_and_job_server():
     """KubeRay probes the head's dashboard (:8265, :52365) and submits the RayJob's entrypoint to its
     job server; Ray without ``ray[default]`` starts neither, so no RayJob would ever run."""

@@ -60,7 +60,7 @@ def validate(files: FilesOption, output: OutputOption = OutputFormat.text) -> No
                 console.print(f"error: {err}", markup=False, highlight=False, style="red")
         raise typer.Exit(EXIT_BAD_INPUT) from None
     if not resources:
-        message = f"{', '.join(map(str, files))}: no FineTuneJob or ModelDeployment in these files"
+        message = _no_manifests(files)
         if output is OutputFormat.json:
             print(json.dumps({"valid": False, "errors": [{"file": ", ".join(map(str, files)), "document": 0,
                                                           "field": "", "message": message}]}, indent=2))
@@ -115,6 +115,10 @@ def _volumes(pairs: list[str], state_dir: Path) -> dict[str, Path]:
     return volumes
 
 
+def _no_manifests(files: list[Path]) -> str:
+    return f"{', '.join(map(str, files))}: no FineTuneJob or ModelDeployment in these files"
+
+
 def _load_or_exit(files: list[Path]):
     try:
         resources = load_manifests(files)
@@ -123,8 +127,7 @@ def _load_or_exit(files: list[Path]):
             console.print(f"error: {err}", markup=False, highlight=False, style="red")
         raise typer.Exit(EXIT_BAD_INPUT) from None
     if not resources:
-        console.print(f"error: {', '.join(map(str, files))}: no FineTuneJob or ModelDeployment in these files",
-                      markup=False, style="red")
+        console.print(f"error: {_no_manifests(files)}", markup=False, style="red")
         raise typer.Exit(EXIT_BAD_INPUT)
     return resources
 

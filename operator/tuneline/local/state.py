@@ -109,10 +109,11 @@ class LocalState:
         return self.root / "processes.json"
 
     def processes(self) -> list[dict[str, Any]]:
-        if self.processes_file.exists() and read_json(self.processes_file) is None:
+        recorded = read_json(self.processes_file)
+        if recorded is None and self.processes_file.exists():
             raise LocalStateError(f"{self.processes_file} is not readable JSON: the servers it recorded cannot "
                                   f"be found; stop them by hand (ps -ef | grep tritonserver) and delete the file")
-        return [p for p in read_json(self.processes_file, []) if isinstance(p, dict) and _alive(p)]
+        return [p for p in (recorded if isinstance(recorded, list) else []) if isinstance(p, dict) and _alive(p)]
 
     def record_process(self, owner: str, role: str, pid: int, **info: Any) -> None:
         with _locked(self.processes_file):

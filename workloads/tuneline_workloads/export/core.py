@@ -99,8 +99,8 @@ def run_export(task: str, model_dir: Path, output_dir: Path, export_spec: Any = 
             report["format"] = None
             progress("export", "spec.export.onnx.enabled is false: nothing exported")
         elif task == TASK_CLASSIFIER:
-            _export_classifier(model_dir, output_dir, settings, report, (held_out, text_field, label_field), labels,
-                               progress)
+            _export_classifier(model_dir, output_dir, settings, report, held_out, labels, progress,
+                               text_field=text_field, label_field=label_field)
         elif task in TASKS_LM:
             _export_causal_lm(model_dir, output_dir, settings, report, held_out, target, progress)
         else:
@@ -127,7 +127,8 @@ def run_export(task: str, model_dir: Path, output_dir: Path, export_spec: Any = 
 # --- classifiers ---------------------------------------------------------------------------------
 
 def _export_classifier(model_dir: Path, output_dir: Path, settings: ExportSettings, report: dict,
-                       held_out: tuple[Path | None, str, str], labels: list[str] | None, progress) -> None:
+                       held_out: Path | None, labels: list[str] | None, progress, *,
+                       text_field: str = "text", label_field: str = "label") -> None:
     out = output_dir / ONNX_DIR
     out.mkdir(parents=True, exist_ok=True)
     progress("export", "loading the PyTorch classifier")
@@ -160,8 +161,8 @@ def _export_classifier(model_dir: Path, output_dir: Path, settings: ExportSettin
                               "the classifier is exported in fp32"]
     report["primary"] = "int8" if "int8" in variants else "fp32"
 
-    path, text_field, label_field = held_out
-    texts, gold = parity.classifier_inputs(path, settings.parity.prompts, text_field, label_field, label_names=names)
+    texts, gold = parity.classifier_inputs(held_out, settings.parity.prompts, text_field, label_field,
+                                           label_names=names)
     progress("parity", f"PyTorch vs ONNX Runtime on {len(texts)} held-out inputs")
     reference = classifier.torch_logits(model, tokenizer, texts, max_len)
     results = []

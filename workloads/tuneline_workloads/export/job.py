@@ -5,6 +5,7 @@ it as the next version of the job's model in ``<output>/triton``."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,8 +37,6 @@ def export_job_output(name: str, spec, output_dir: Path, volumes: dict[str, Path
     """Export ``<output_dir>/merged`` and add it to ``<output_dir>/triton/<name>``. → the artifacts
     the FineTuneJob's status reports (``modelVersion`` among them). Raises ParityError when the
     export does not match PyTorch (its files kept), ExportError / ExportStepError otherwise."""
-    import json
-
     from tuneline_workloads.export import run_export
     from tuneline_workloads.triton.repository import add_model_version
 

@@ -100,7 +100,7 @@ def run_search(spec, output_dir: Path, model_dir: Path, data_path: Path, prepare
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
-    from tuneline_workloads.train.runner import available_cpus, finish, worker_config
+    from tuneline_workloads.train.runner import available_cpus, finish, start_ray, worker_config
 
     search = spec.search
     metric, mode = search.objective.metric, search.objective.mode
@@ -136,11 +136,8 @@ def run_search(spec, output_dir: Path, model_dir: Path, data_path: Path, prepare
             if on_progress:
                 on_progress(progress)
 
-    started_ray = not ray.is_initialized()
-    if started_ray and os.environ.get("RAY_ADDRESS"):   # in a RayJob: its cluster (which refuses num_cpus)
-        ray.init(address=os.environ["RAY_ADDRESS"])
-    elif started_ray:
-        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    # in a RayJob its cluster's Ray (which refuses num_cpus), else a local one of this machine's CPUs
+    started_ray = start_ray(1, cpus, use_gpu=False, log_to_driver=False)
     try:
         trainable = tune.with_resources(tune.with_parameters(_trial, base=base), {"CPU": threads})
         tuner = tune.Tuner(

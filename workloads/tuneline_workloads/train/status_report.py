@@ -1,7 +1,7 @@
 """In a cluster, the trainer reports progress and final metrics (the exporter: its artifacts) by
-merge-patching the /status of its own FineTuneJob (contract.py: the operator cannot reach the pod). Outside a cluster — no
-TUNELINE_FINETUNEJOB_NAME — this does nothing. Progress patches are rate-limited; a failed patch
-is logged and never fails the training."""
+merge-patching the /status of its own FineTuneJob (contract.py: the operator cannot reach the
+pod). Outside a cluster — no TUNELINE_FINETUNEJOB_NAME — this does nothing. Progress patches are
+rate-limited; a failed patch is logged and never fails the training."""
 
 from __future__ import annotations
 

@@ -297,15 +297,14 @@ def add_model_version(repository: Path, model_name: str, task: str, export_dir: 
                                             f"({(report.get('tensorrt') or {}).get('reason', 'not run')})")
                 _place(engine, staging / "model.plan")
             trt = (report.get("tensorrt") or {}).get("plan", {}).get("settings", {})
-            engine_profile = kind == "tensorrt-classifier" and trt
+            max_sequence, max_batch = int(report.get("maxSequenceLength", 512)), None
+            if kind == "tensorrt-classifier" and trt:   # an engine takes nothing beyond its profile
+                max_sequence = min(max_sequence, trt["max_sequence_length"])
+                max_batch = min(settings.max_batch_size, trt["max_batch_size"])
             config = build_model_config(
                 model_name, kind, settings, labels=labels, inputs=tuple(report.get("inputs") or
                                                                          ("input_ids", "attention_mask")),
-                # an engine takes no batch or sequence beyond its optimisation profile
-                max_sequence_length=(min(int(report.get("maxSequenceLength", 512)), trt["max_sequence_length"])
-                                     if engine_profile else int(report.get("maxSequenceLength", 512))),
-                version_policy=version_policy,
-                max_batch_size=min(settings.max_batch_size, trt["max_batch_size"]) if engine_profile else None)
+                max_sequence_length=max_sequence, version_policy=version_policy, max_batch_size=max_batch)
             if kind == "python-classifier":
                 (model_dir / WARMUP_DIR).mkdir(exist_ok=True)
                 (model_dir / WARMUP_DIR / WARMUP_TEXT_FILE).write_bytes(serialized_strings(WARMUP_TEXT))

@@ -50,6 +50,16 @@ def _stop(state: Path) -> None:
     tuneline("stop", state=state, timeout=60)
 
 
+def served_config(state: Path, deployment: str, model: str) -> dict:
+    """The model config the deployment's running Triton serves (its own HTTP API)."""
+    import urllib.request
+
+    processes = json.loads((state / "processes.json").read_text())
+    triton = next(p for p in processes if p["owner"] == f"ModelDeployment/{deployment}" and p["role"] == "triton")
+    with urllib.request.urlopen(f"http://127.0.0.1:{triton['http']}/v2/models/{model}/config", timeout=30) as r:
+        return json.loads(r.read())
+
+
 def test_classifier_example_runs_and_predicts(tmp_path, models_dir):
     state = tmp_path / "state"
     out = models_volume(tmp_path, models_dir)
@@ -65,6 +75,11 @@ def test_classifier_example_runs_and_predicts(tmp_path, models_dir):
         assert job["metrics"]["evalAccuracy"] >= 0.8  # the example's own gate
         assert job["artifacts"]["modelVersion"] == 1
         assert statuses["ModelDeployment"]["phase"] == "Available"
+        # the example's spec.triton is what Triton serves (the export packaged its defaults: 16, no wait)
+        config = served_config(state, "bank-intents", "bank-intents")
+        assert config["max_batch_size"] == 32
+        assert int(config["dynamic_batching"]["max_queue_delay_microseconds"]) == 2000
+        assert [(g["kind"], g["count"]) for g in config["instance_group"]] == [("KIND_CPU", 1)]
 
         predict = tuneline("predict", "bank-intents", "I lost my card, please block it",
                            "What is the fee for an instalment plan?", "-o", "json", state=state, timeout=120)
@@ -99,6 +114,11 @@ def test_short_chat_example_streams_an_answer(tmp_path, models_dir):
         run = tuneline("run", "-f", str(manifest), "--volume", "data=examples/data", "--volume", f"models={out}",
                        "-o", "json", state=state)
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
+        served = {r["kind"]: r["status"] for r in json.loads(run.stdout)["results"]}["ModelDeployment"]
+        available = next(c for c in served["conditions"] if c["type"] == "Available")
+        # the example asks for a GPU; this machine has none, and the status says where the model runs
+        assert "on the CPU (no GPU here; spec.resources.gpus is 1)" in available["message"]
+        assert served_config(state, "bank-assistant", "bank-assistant")["instance_group"][0]["kind"] == "KIND_CPU"
         chat = tuneline("chat", "bank-assistant", "-m", "How do I block my card?", "--max-tokens", "24",
                         "-o", "json", state=state, timeout=300)
         processes = state / "processes.json"

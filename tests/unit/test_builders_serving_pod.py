@@ -82,8 +82,10 @@ def test_pvc_repository_is_mounted_read_only_with_a_subpath_and_one_version_link
         in pod["volumes"]
     init = pod["initContainers"]
     assert [c["name"] for c in init] == ["model-repository"]
-    env = {e["name"]: e["value"] for e in init[0]["env"]}
-    assert env["MODEL_NAME"] == "bank-assistant" and env["MODEL_VERSION"] == "3"
+    args = init[0]["args"]
+    assert init[0]["command"] == ["python3", "-m", "tuneline_workloads.triton"]
+    assert args[args.index("--model") + 1] == "bank-assistant" and args[args.index("--version") + 1] == "3"
+    assert args[args.index("--source") + 1] == "/mnt/model-source/bank-assistant"
     for c in [init[0], _container(pod, "triton")]:
         mount = next(m for m in c["volumeMounts"] if m["name"] == "model-source")
         assert mount == {"name": "model-source", "mountPath": "/mnt/model-source", "readOnly": True,

@@ -27,7 +27,7 @@ CASES = {
                                    max_sequence_length=128, tensorrt_accelerator="fp16",
                                    settings=TritonSettings(max_batch_size=64, preferred_batch_sizes=(16, 32))),
     "tensorrt-classifier": dict(name="bank-intents-trt", kind="tensorrt-classifier", labels=LABELS,
-                                max_batch_size=16, version_policy=2,
+                                engine_max_batch_size=16, version_policy=2,
                                 settings=TritonSettings(max_batch_size=64, max_queue_delay_microseconds=100)),
 }
 

@@ -40,7 +40,10 @@ class DynamicBatching(ApiModel):
 
 
 class Triton(ApiModel):
-    max_batch_size: int = Field(16, ge=0, le=4096)
+    max_batch_size: int = Field(
+        16, ge=0, le=4096,
+        description="the largest batch Triton forms for a classifier (a TensorRT engine's profile caps it); 0 or 1: "
+                    "one request at a time. A chat model takes one conversation per request and ignores it")
     dynamic_batching: DynamicBatching = Field(default_factory=DynamicBatching)
     instances: int = Field(1, ge=1, le=64, description="model instances per GPU (or per pod on CPU)")
     image: Annotated[str, StringConstraints(max_length=512)] | None = Field(

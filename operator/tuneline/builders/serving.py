@@ -7,9 +7,10 @@ side; the ModelDeployment's Service selects the pods of both, so without a Gatew
 canary's traffic share is its share of the replicas. With ``spec.rollout.gateway`` each revision
 also gets its own Service and an HTTPRoute splits traffic by weight.
 
-The model repository: the init container ``model-repository`` assembles ``/models/<model>`` in an
-emptyDir with symlinks to ``config.pbtxt``, the warm-up data and exactly the served version's
-directory of the repository named by the model's URI — a ``pvc://claim/path`` URI is the claim
+The model repository: the init container ``model-repository`` (``python3 -m tuneline_workloads.triton``)
+assembles ``/models/<model>`` in an emptyDir: symlinks to the warm-up data and exactly the served
+version's directory of the repository named by the model's URI, and a ``config.pbtxt`` of its own —
+the packaged one with ``spec.triton`` and the pod's GPU applied. A ``pvc://claim/path`` URI is the claim
 mounted read-only with ``subPath: path``; an ``s3://bucket/key`` URI is first copied by the
 ``fetch-model`` init container (only config, warm-up and the served version). With one version in
 its repository Triton serves exactly that version, whatever the config's version policy says.
@@ -136,26 +137,6 @@ def build_gateway_configmap(md, revision: int, model: ServedModel, settings: Set
 
 
 # --- the model repository ------------------------------------------------------------------------
-# Links config.pbtxt, the warm-up data and the served version into /models/<model>. POSIX sh only.
-_LINK_SCRIPT = r"""set -eu
-src="$SOURCE_DIR/$MODEL_NAME"; dst="$MODELS_DIR/$MODEL_NAME"
-if [ ! -f "$src/config.pbtxt" ]; then
-  echo "$MODEL_URI/$MODEL_NAME/config.pbtxt not found: spec.model must name a Triton model repository" >&2; exit 1
-fi
-mkdir -p "$dst"
-for entry in "$src"/*; do
-  n=$(basename "$entry")
-  case "$n" in
-    *[!0-9]*) ln -sfn "$entry" "$dst/$n" ;;
-    *) if [ -z "$MODEL_VERSION" ] || [ "$n" = "$MODEL_VERSION" ]; then ln -sfn "$entry" "$dst/$n"; fi ;;
-  esac
-done
-if [ -n "$MODEL_VERSION" ] && [ ! -d "$dst/$MODEL_VERSION" ]; then
-  echo "model version $MODEL_VERSION of $MODEL_NAME not found in $MODEL_URI" >&2; exit 1
-fi
-echo "serving $MODEL_NAME version ${MODEL_VERSION:-newest} from $MODEL_URI"
-"""
-
 _FETCH_SCRIPT = r"""set -eu
 set -- --exclude '*' --include 'config.pbtxt' --include 'warmup/*'
 if [ -n "$MODEL_VERSION" ]; then set -- "$@" --include "$MODEL_VERSION/*"; else set -- ; fi
@@ -202,10 +183,24 @@ def model_repository(md, model: ServedModel, image: str, settings: Settings
     else:
         raise ValueError(f"spec.model: {model.repository!r}: a cluster serves pvc:// or s3:// model repositories "
                          "(file:// works only with the tuneline CLI)")
-    inits.append({"name": "model-repository", "image": image, "command": ["sh", "-c", _LINK_SCRIPT],
-                  "env": _model_env(model), "volumeMounts": mounts, "resources": small,
+    inits.append({"name": "model-repository", "image": image, "command": ["python3", "-m", "tuneline_workloads.triton"],
+                  "args": assemble_args(md, model), "volumeMounts": mounts, "resources": small,
                   "securityContext": {**container_security_context(), "readOnlyRootFilesystem": True}})
     return volumes, inits
+
+
+def assemble_args(md, model: ServedModel) -> list[str]:
+    """Arguments of ``python3 -m tuneline_workloads.triton``: links the served version and the warm-up
+    data into ``/models/<model>`` and writes its config.pbtxt with ``spec.triton`` and the pod's GPU
+    applied (the packaged config is the export's defaults)."""
+    triton = md.spec.triton.model_dump(by_alias=True, mode="json", exclude={"image"})
+    args = ["--source", f"{SOURCE_DIR}/{model.name}", "--models-dir", MODELS_DIR, "--model", model.name,
+            "--source-uri", model.repository.rstrip("/"), "--triton", json.dumps(triton, sort_keys=True)]
+    if model.version is not None:
+        args += ["--version", str(model.version)]
+    if md.spec.resources.gpus > 0:
+        args.append("--gpu")
+    return args
 
 
 def _model_source_mount(init_containers: list[dict[str, Any]]) -> dict[str, Any]:

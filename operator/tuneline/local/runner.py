@@ -270,6 +270,35 @@ def _serve_python() -> Path:
     return DEFAULT_SERVE_ENV / "bin" / "python"
 
 
+_GPU_PROBE = ("import sys, onnxruntime, onnxruntime_genai as og\n"
+              "cuda = og.is_cuda_available() if sys.argv[1] == 'generate' else "
+              "'CUDAExecutionProvider' in onnxruntime.get_available_providers()\n"
+              "print('yes' if cuda else 'no')")
+
+
+def _serving_gpu(md: ModelDeployment) -> tuple[bool, str | None]:
+    """(serve on the GPU?, why not when the spec asks for one). Here the model runs on a GPU only when
+    the spec asks for one (``spec.resources.gpus``, default 1), this machine has one, and the serving
+    environment's ONNX Runtime can use it; otherwise on the CPU, which the status says."""
+    if md.spec.resources.gpus == 0:
+        return False, None
+    try:
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        listed = ""
+    if "GPU" not in listed:
+        return False, "no GPU here"
+    kind = "classify" if md.spec.task == "sequence-classification" else "generate"
+    try:
+        probe = subprocess.run([str(_serve_python()), "-c", _GPU_PROBE, kind], capture_output=True, text=True,
+                               timeout=120).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        probe = ""
+    if probe != "yes":
+        return False, f"the serving environment's ONNX Runtime{' GenAI' if kind == 'generate' else ''} has no CUDA"
+    return True, None
+
+
 def _port_free(port: int) -> bool:
     import socket
 
@@ -302,6 +331,7 @@ def _wait_http(url: str, timeout: float, process: subprocess.Popen | None = None
 def run_modeldeployment(md: ModelDeployment, ctx: RunContext, port: int | None = None) -> dict[str, Any]:
     """Start Triton and the gateway for ``md`` (detached: they keep serving after the CLI exits)."""
     from tuneline_workloads.storage import StorageError, resolve_uri
+    from tuneline_workloads.triton.repository import ServedModelError, assemble_served_model, triton_settings
     from tuneline_workloads.triton.server import TritonServer, free_port
 
     kind, name = md.kind, md.metadata.name
@@ -345,9 +375,19 @@ def run_modeldeployment(md: ModelDeployment, ctx: RunContext, port: int | None =
     if port is not None and not _port_free(port):
         raise fail("PortInUse", f"port {port} (--port) is taken by another program; choose another, or leave "
                                 "--port out for a free one", 2)
-    ctx.on_progress("serve", {"message": f"starting Triton on {repository}"})
+    # what this deployment serves, as the pod's init container assembles it: the version, with
+    # spec.triton (batching, instances) and the device in a config.pbtxt of its own
+    gpu, no_gpu = _serving_gpu(md)
+    served = ctx.state.run_dir(kind, name) / "models"
+    try:
+        assemble_served_model(repository / model_name, served, model_name, triton_settings(spec.triton, gpu=gpu),
+                              version=version, source_uri=str(repository))
+    except ServedModelError as exc:
+        raise fail("ModelNotFound", str(exc), 2) from None
+    device = "GPU" if gpu else f"CPU ({no_gpu}; spec.resources.gpus is {spec.resources.gpus})" if no_gpu else "CPU"
+    ctx.on_progress("serve", {"message": f"starting Triton on {repository} ({model_name} on the {device})"})
     triton_log = ctx.state.log_path(kind, name, "triton")
-    server = TritonServer(repository, models=[model_name], log_file=triton_log)
+    server = TritonServer(served, models=[model_name], log_file=triton_log)
     try:
         server.start(timeout=300)
     except Exception as exc:  # noqa: BLE001
@@ -384,7 +424,7 @@ def run_modeldeployment(md: ModelDeployment, ctx: RunContext, port: int | None =
                    "history": [{"revision": 1, "modelVersion": version, "uri": str(repository),
                                 "deployedAt": st.now(), "outcome": "Active"}]})
     st.set_condition(status, st.AVAILABLE, "True", "ModelReady",
-                     f"{model_name} version {version} served at {url}", generation)
+                     f"{model_name} version {version} served at {url} on the {device}", generation)
     st.set_condition(status, st.PROGRESSING, "False", "RolloutComplete", "revision 1 is serving", generation)
     st.set_condition(status, st.DEGRADED, "False", "ModelReady", "", generation)
     save()

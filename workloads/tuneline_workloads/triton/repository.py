@@ -42,6 +42,8 @@ WARMUP_DIR = "warmup"
 WARMUP_TEXT_FILE = "warmup_text"
 WARMUP_TEXT = "warm up the classifier"
 VERSION_FILE = "version.json"
+CONFIG_FILE = "config.pbtxt"
+ENGINE_MAX_BATCH_PARAMETER = "engine_max_batch_size"
 
 
 @dataclass(frozen=True)
@@ -99,33 +101,27 @@ def model_config(name: str, kind: str, settings: TritonSettings | None = None, *
                      "input_ids", "attention_mask", "token_type_ids"),
                  max_sequence_length: int = 512, context_length: int | None = None,
                  version_policy: int | str | None = None, warmup: bool = True,
-                 tensorrt_accelerator: str | None = None, max_batch_size: int | None = None):
+                 tensorrt_accelerator: str | None = None, engine_max_batch_size: int | None = None):
     """The ``ModelConfig`` protobuf message for a model of ``kind`` (no I/O).
 
     ``version_policy``: None -> Triton's default (the newest version), an int -> only that
-    version, ``"all"`` -> every version on disk.
+    version, ``"all"`` -> every version on disk. ``engine_max_batch_size``: the largest batch a
+    TensorRT engine's profile takes; kept as a parameter so that a deployment's batch size is
+    capped by it too (:func:`serving_config`).
     """
     if kind not in KINDS:
         raise ValueError(f"unknown model kind {kind!r}; known: {', '.join(KINDS)}")
     pb = _pb()
     s = settings or TritonSettings()
     cfg = pb.ModelConfig(name=name)
-    gpu = s.gpu or kind in ("onnxruntime-classifier", "tensorrt-classifier")
     labels = list(labels or [])
 
     def param(key: str, value: Any) -> None:
         cfg.parameters[key].string_value = value if isinstance(value, str) else json.dumps(value)
 
-    def batching(batch: int) -> None:
-        cfg.max_batch_size = batch
-        if s.dynamic_batching and batch > 0:
-            cfg.dynamic_batching.SetInParent()        # present even when every field is 0
-            cfg.dynamic_batching.max_queue_delay_microseconds = s.max_queue_delay_microseconds
-            cfg.dynamic_batching.preferred_batch_size.extend([b for b in s.preferred_batch_sizes if b <= batch])
-
     if kind == "python-classifier":
         cfg.backend = "python"
-        batching(s.max_batch_size if max_batch_size is None else max_batch_size)
+        _set_batching(cfg, s)
         cfg.input.add(name=contract.CLS_INPUT_TEXT, data_type=pb.TYPE_STRING, dims=[1])
         cfg.output.add(name=contract.CLS_OUTPUT_PROBABILITIES, data_type=pb.TYPE_FP32, dims=[len(labels) or -1])
         param(contract.CLS_LABELS_PARAMETER, labels)
@@ -157,7 +153,9 @@ def model_config(name: str, kind: str, settings: TritonSettings | None = None, *
     else:
         cfg.platform = "onnxruntime_onnx" if kind == "onnxruntime-classifier" else "tensorrt_plan"
         cfg.default_model_filename = "model.onnx" if kind == "onnxruntime-classifier" else "model.plan"
-        batching(s.max_batch_size if max_batch_size is None else max_batch_size)
+        if engine_max_batch_size is not None:
+            param(ENGINE_MAX_BATCH_PARAMETER, str(engine_max_batch_size))
+        _set_batching(cfg, s)
         for n in inputs:
             cfg.input.add(name=n, data_type=pb.TYPE_INT64, dims=[-1])
         for n in ("logits", contract.CLS_OUTPUT_PROBABILITIES):
@@ -174,8 +172,7 @@ def model_config(name: str, kind: str, settings: TritonSettings | None = None, *
                 w.inputs[n].data_type = pb.TYPE_INT64
                 w.inputs[n].dims.append(min(16, max_sequence_length))   # within an engine's profile
                 w.inputs[n].zero_data = True
-    cfg.instance_group.add(kind=pb.ModelInstanceGroup.KIND_GPU if gpu else pb.ModelInstanceGroup.KIND_CPU,
-                           count=s.instances)
+    _set_instances(cfg, s)
     if version_policy == "all":
         cfg.version_policy.all.SetInParent()
     elif isinstance(version_policy, int):
@@ -183,6 +180,56 @@ def model_config(name: str, kind: str, settings: TritonSettings | None = None, *
     elif version_policy is not None:
         raise ValueError(f"version_policy must be None, 'all' or a version number, not {version_policy!r}")
     return cfg
+
+
+def config_kind(cfg) -> str:
+    """Which of ``KINDS`` a parsed ``ModelConfig`` is."""
+    if cfg.platform == "tensorrt_plan":
+        return "tensorrt-classifier"
+    if cfg.platform == "onnxruntime_onnx":
+        return "onnxruntime-classifier"
+    return "python-generator" if cfg.model_transaction_policy.decoupled else "python-classifier"
+
+
+def _set_batching(cfg, s: TritonSettings) -> None:
+    """Batch size and dynamic batching of a classifier config; a TensorRT engine's profile caps the batch.
+
+    The classifiers always have a batch dimension (the gateway sends ``[n, 1]``), so
+    ``maxBatchSize: 0`` means batches of one, without dynamic batching.
+    """
+    limit = cfg.parameters[ENGINE_MAX_BATCH_PARAMETER].string_value if ENGINE_MAX_BATCH_PARAMETER in cfg.parameters \
+        else ""
+    batch = min(s.max_batch_size, int(limit)) if limit else s.max_batch_size
+    cfg.max_batch_size = max(1, batch)
+    cfg.ClearField("dynamic_batching")
+    if s.dynamic_batching and batch > 1:
+        cfg.dynamic_batching.SetInParent()        # present even when every field is 0
+        cfg.dynamic_batching.max_queue_delay_microseconds = s.max_queue_delay_microseconds
+        cfg.dynamic_batching.preferred_batch_size.extend([b for b in s.preferred_batch_sizes if b <= batch])
+
+
+def _set_instances(cfg, s: TritonSettings) -> None:
+    """One instance group: ``s.instances`` on the GPU (per GPU) or on the CPU. The ``onnxruntime_onnx``
+    and ``tensorrt_plan`` kinds exist for GPU images and always run on the GPU."""
+    pb = _pb()
+    gpu = s.gpu or config_kind(cfg) in ("onnxruntime-classifier", "tensorrt-classifier")
+    del cfg.instance_group[:]
+    cfg.instance_group.add(kind=pb.ModelInstanceGroup.KIND_GPU if gpu else pb.ModelInstanceGroup.KIND_CPU,
+                           count=s.instances)
+
+
+def serving_config(packaged: str, settings: TritonSettings) -> str:
+    """``config.pbtxt`` as a deployment serves it: the packaged config (what the export knows:
+    inputs, labels, sequence caps, warm-up) with what the ModelDeployment decides applied —
+    ``spec.triton`` (batch size, dynamic batching, instances) and the GPU when it has one.
+    The generator takes one conversation per request (decoupled), so only its instances change."""
+    from google.protobuf import text_format
+
+    cfg = parse_model_config(packaged)
+    if config_kind(cfg) != "python-generator":
+        _set_batching(cfg, settings)
+    _set_instances(cfg, settings)
+    return text_format.MessageToString(cfg)
 
 
 def build_model_config(name: str, kind: str, settings: TritonSettings | None = None, **kwargs: Any) -> str:
@@ -297,14 +344,14 @@ def add_model_version(repository: Path, model_name: str, task: str, export_dir: 
                                             f"({(report.get('tensorrt') or {}).get('reason', 'not run')})")
                 _place(engine, staging / "model.plan")
             trt = (report.get("tensorrt") or {}).get("plan", {}).get("settings", {})
-            max_sequence, max_batch = int(report.get("maxSequenceLength", 512)), None
+            max_sequence, engine_batch = int(report.get("maxSequenceLength", 512)), None
             if kind == "tensorrt-classifier" and trt:   # an engine takes nothing beyond its profile
                 max_sequence = min(max_sequence, trt["max_sequence_length"])
-                max_batch = min(settings.max_batch_size, trt["max_batch_size"])
+                engine_batch = trt["max_batch_size"]
             config = build_model_config(
                 model_name, kind, settings, labels=labels, inputs=tuple(report.get("inputs") or
                                                                          ("input_ids", "attention_mask")),
-                max_sequence_length=max_sequence, version_policy=version_policy, max_batch_size=max_batch)
+                max_sequence_length=max_sequence, version_policy=version_policy, engine_max_batch_size=engine_batch)
             if kind == "python-classifier":
                 (model_dir / WARMUP_DIR).mkdir(exist_ok=True)
                 (model_dir / WARMUP_DIR / WARMUP_TEXT_FILE).write_bytes(serialized_strings(WARMUP_TEXT))
@@ -323,3 +370,44 @@ def add_model_version(repository: Path, model_name: str, task: str, export_dir: 
         raise
     prune_versions(repository, model_name, keep_versions)
     return version
+
+
+# --- what one deployment serves -----------------------------------------------------------------
+
+class ServedModelError(ValueError):
+    """The repository does not hold what a deployment asks to serve."""
+
+
+def assemble_served_model(source: Path, models_dir: Path, model_name: str, settings: TritonSettings, *,
+                          version: int | None = None, source_uri: str | None = None) -> Path:
+    """Make ``models_dir/model_name`` serve ``source`` (a packaged model directory) as one deployment
+    asks: links to the served version (every version when ``version`` is None: Triton serves the
+    newest), the warm-up data, and a ``config.pbtxt`` of its own (:func:`serving_config`).
+
+    The packaged repository stays read-only and shared: the pod's init container and the local
+    runner both call this. Returns the assembled directory.
+    """
+    source, models_dir = Path(source), Path(models_dir)
+    where = (source_uri or str(source.parent)).rstrip("/")
+    packaged = source / CONFIG_FILE
+    if not packaged.is_file():
+        raise ServedModelError(f"{where}/{model_name}/{CONFIG_FILE} not found: spec.model must name a Triton model "
+                               "repository (what a FineTuneJob's export writes)")
+    if version is not None and not (source / str(version)).is_dir():
+        found = ", ".join(str(v) for v in versions(source.parent, source.name)) or "none"
+        raise ServedModelError(f"model version {version} of {model_name} not found in {where} (versions there: {found})")
+    dst = models_dir / model_name
+    if dst.is_symlink() or dst.is_file():
+        dst.unlink()
+    elif dst.exists():
+        shutil.rmtree(dst)
+    dst.mkdir(parents=True)
+    for entry in sorted(source.iterdir()):
+        # dot-files are packaging in progress (a version being staged, a config being replaced)
+        if entry.name.startswith(".") or entry.name == CONFIG_FILE:
+            continue
+        if entry.name.isdigit() and version is not None and entry.name != str(version):
+            continue
+        (dst / entry.name).symlink_to(entry.resolve(), target_is_directory=entry.is_dir())
+    (dst / CONFIG_FILE).write_text(serving_config(packaged.read_text(), settings))
+    return dst

@@ -1,4 +1,5 @@
-"""Triton Python-backend model: text in, class probabilities out (ONNX Runtime on the CPU).
+"""Triton Python-backend model: text in, class probabilities out (ONNX Runtime, on the instance's
+CPU or GPU).
 
 Copied into a Triton model repository as ``<model>/<version>/model.py`` by
 ``tuneline_workloads.triton.repository``; self-contained (imports only numpy, onnxruntime,
@@ -22,6 +23,19 @@ import triton_python_backend_utils as pb_utils
 from tokenizers import Tokenizer
 
 
+def execution_providers(instance_kind, device_id, available):
+    """ONNX Runtime's providers for a Triton instance: a GPU instance (``instance_group`` KIND_GPU, a
+    deployment with GPUs) runs on its own GPU, and fails to load rather than fall back to the CPU
+    unnoticed when ONNX Runtime has no CUDA provider."""
+    if instance_kind != "GPU":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in available:
+        raise RuntimeError("this model instance is on a GPU (instance_group KIND_GPU) but ONNX Runtime here has no "
+                           f"CUDAExecutionProvider (it has {', '.join(available)}): the serving image needs "
+                           "onnxruntime-gpu, or set the ModelDeployment's spec.resources.gpus to 0")
+    return [("CUDAExecutionProvider", {"device_id": int(device_id)}), "CPUExecutionProvider"]
+
+
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
@@ -37,8 +51,10 @@ class TritonPythonModel:
         if threads > 0:
             options.intra_op_num_threads = threads
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        providers = execution_providers(args.get("model_instance_kind", "CPU"),
+                                        args.get("model_instance_device_id", "0"), ort.get_available_providers())
         self.session = ort.InferenceSession(os.path.join(here, params.get("onnx_file", "model.onnx")), options,
-                                            providers=["CPUExecutionProvider"])
+                                            providers=providers)
         self.input_names = [i.name for i in self.session.get_inputs()]
         out_names = [o.name for o in self.session.get_outputs()]
         self.output = "probabilities" if "probabilities" in out_names else out_names[0]

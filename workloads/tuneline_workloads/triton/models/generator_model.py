@@ -50,12 +50,25 @@ def held_back(text, stops):
     return keep
 
 
+def genai_config(og, path, instance_kind, device_id):
+    """The model's ONNX Runtime GenAI config with the instance's device: a GPU instance (instance_group
+    KIND_GPU, a deployment with GPUs) runs on the CUDA provider, on its own GPU, whatever provider
+    the export's genai_config.json names (the local export builds for the CPU)."""
+    config = og.Config(path)
+    if instance_kind == "GPU":
+        config.clear_providers()
+        config.append_provider("cuda")
+        config.set_provider_option("cuda", "device_id", str(device_id))
+    return config
+
+
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         here = os.path.join(args["model_repository"], args["model_version"])
-        self.model = og.Model(here)
+        self.model = og.Model(genai_config(og, here, args.get("model_instance_kind", "CPU"),
+                                           args.get("model_instance_device_id", "0")))
         self.tokenizer = og.Tokenizer(self.model)
         template = os.path.join(here, "chat_template.jinja")
         self.template = open(template).read() if os.path.exists(template) else None

@@ -29,17 +29,19 @@ def test_search_picks_best_trial_as_output(tmp_path, model_volume):
                                         "lora": {"r": 4, "alpha": 8, "targetModules": ["query", "value"]}},
                            hyperparameters={"maxSteps": None, "epochs": 2, "batchSize": 64},
                            search={"trials": 2, "concurrentTrials": 1, "algorithm": "tpe",
-                                   "objective": {"metric": "eval_loss", "mode": "min"},
+                                   "objective": {"metric": "eval_f1", "mode": "max"},
                                    "space": {"learningRate": {"logUniform": [1.0e-4, 3.0e-3]},
                                              "loraR": {"choice": [4, 8]}}})
     report = run_training(spec, out, volumes(model_volume))
     search = report["search"]
     assert len(search["trials"]) == 2 and all(t["error"] is None for t in search["trials"])
-    # trials are ranked by their best epoch, and that is the value reported and the weights exported
-    best_loss = min(t["best"] for t in search["trials"])
-    assert all(t["best"] <= t["eval_loss"] for t in search["trials"])
-    assert search["best"]["eval_loss"] == pytest.approx(best_loss)
-    assert report["metrics"]["eval_loss"] == pytest.approx(best_loss)
+    # trials are ranked by their best epoch on the objective, and that epoch is the one reported and
+    # exported (its weights kept by F1, not by validation loss)
+    best_f1 = max(t["best"] for t in search["trials"])
+    assert all(t["best"] >= t["eval_f1"] for t in search["trials"])
+    assert search["best"]["eval_f1"] == pytest.approx(best_f1)
+    assert report["metrics"]["eval_f1"] == pytest.approx(best_f1)
+    assert report["bestStep"] == max(report["evaluations"], key=lambda e: e["eval_f1"])["step"]
     # every trial ran its 2 epochs: ASHA's max_t is not below the epochs a trial can run
     assert all(t["iterations"] == 2 for t in search["trials"])
     model = AutoModelForSequenceClassification.from_pretrained(out / "merged")

@@ -210,7 +210,10 @@ class Search(ApiModel):
     trials: int = Field(8, ge=1, le=1000)
     concurrent_trials: int = Field(2, ge=1, le=100)
     algorithm: Literal["tpe", "random"] = "tpe"
-    objective: SearchObjective = Field(default_factory=SearchObjective)
+    objective: SearchObjective = Field(
+        default_factory=SearchObjective,
+        description="what trials are ranked on, each by its best epoch; that epoch's weights of the best trial "
+                    "become the job's output")
     early_termination: Literal["asha", "none"] = "asha"
     space: dict[SearchableHyperparameter, SearchDomain] = Field(..., min_length=1, max_length=8)
 

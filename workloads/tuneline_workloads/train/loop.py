@@ -36,14 +36,49 @@ RNG_FILE = "rng.pt"
 class TrainState:
     step: int = 0                  # optimizer steps done
     epoch: int = 0                 # epochs fully done
-    best_eval_loss: float | None = None
-    best_step: int | None = None
+    best_eval_loss: float | None = None   # what early stopping judges
+    best_step: int | None = None          # the step of the weights kept (best by the selection metric)
+    best_value: float | None = None       # the selection metric there
     evals_without_improvement: int = 0
     stopped_early: str | None = None
     train_tokens: int = 0
     train_seconds: float = 0.0
     last_train_loss: float | None = None
     evaluations: list[dict[str, Any]] = field(default_factory=list)
+
+
+DEFAULT_SELECTION = ("eval_loss", "min")
+
+
+def record_evaluation(state: TrainState, metrics: dict[str, Any], select: tuple[str, str] = DEFAULT_SELECTION,
+                      stop_cfg: Any = None) -> bool:
+    """Take an evaluation into ``state``; True when the weights evaluated are the best so far.
+
+    The best weights are judged by ``select`` (metric, mode): validation loss in a plain job, the
+    search's objective in a search trial, which is what the trial is ranked on and then exports.
+    Early stopping (``stop_cfg``: patience, maxValLossIncrease) always judges validation loss.
+    """
+    if "eval_loss" in metrics:
+        loss_now = metrics["eval_loss"]
+        if state.best_eval_loss is None or loss_now < state.best_eval_loss:
+            state.best_eval_loss = loss_now
+            state.evals_without_improvement = 0
+        else:
+            state.evals_without_improvement += 1
+            if stop_cfg is not None and state.evals_without_improvement >= stop_cfg.patience:
+                state.stopped_early = f"no validation-loss improvement in {stop_cfg.patience} evaluation(s)"
+            elif stop_cfg is not None and loss_now > state.best_eval_loss * (1 + stop_cfg.max_val_loss_increase):
+                state.stopped_early = (f"validation loss {loss_now:.4f} rose more than "
+                                       f"{stop_cfg.max_val_loss_increase:.0%} above its best "
+                                       f"{state.best_eval_loss:.4f}")
+    metric, mode = select
+    value = metrics.get(metric)
+    if value is None:
+        return False
+    if state.best_value is not None and not (value < state.best_value if mode == "min" else value > state.best_value):
+        return False
+    state.best_value, state.best_step = value, state.step
+    return True
 
 
 def schedule(num_examples: int, world_size: int, batch_size: int, accumulation: int, epochs: float,
@@ -363,6 +398,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     rank, world, device = session.rank, session.world, session.device
     output_dir = Path(config["output_dir"])
     writes_outputs = rank == 0 and config.get("write_outputs", True)
+    select = tuple(config.get("select") or DEFAULT_SELECTION)   # (metric, mode) the kept weights are best by
 
     data = torch.load(config["data_path"], weights_only=False)
     train, validation, labels = data["train"], data["validation"], data["labels"]
@@ -397,6 +433,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 raise RuntimeError(f"checkpoint {resume_dir} is incomplete (its {MANIFEST_FILE} does not match "
                                    "its files); delete it to resume from the one before")
             state, best_weights = read_checkpoint(resume_dir, core, optimizer, scheduler, scaler)
+            if state.best_value is None and select == DEFAULT_SELECTION:   # written before best_value was
+                state.best_value = state.best_eval_loss
             if best_weights is None and state.best_step == state.step:
                 best_weights = trainable_state(core)
     writer = ProgressWriter(output_dir, total_steps, plan["steps_per_epoch"], state.step) if writes_outputs else None
@@ -466,20 +504,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         # different numbers of validation batches
         metrics = evaluate(core, validation, task, hp.batch_size, pad_id, rank, world, device,
                            num_labels=len(labels or [])) if validation else {}
-        if "eval_loss" in metrics:
-            loss_now = metrics["eval_loss"]
-            if state.best_eval_loss is None or loss_now < state.best_eval_loss:
-                state.best_eval_loss, state.best_step = loss_now, state.step
-                state.evals_without_improvement = 0
-                best_weights = trainable_state(core)   # a CPU copy: training goes on from here
-            else:
-                state.evals_without_improvement += 1
-                if stop_cfg is not None and state.evals_without_improvement >= stop_cfg.patience:
-                    state.stopped_early = f"no validation-loss improvement in {stop_cfg.patience} evaluation(s)"
-                elif stop_cfg is not None and loss_now > state.best_eval_loss * (1 + stop_cfg.max_val_loss_increase):
-                    state.stopped_early = (f"validation loss {loss_now:.4f} rose more than "
-                                           f"{stop_cfg.max_val_loss_increase:.0%} above its best "
-                                           f"{state.best_eval_loss:.4f}")
+        if record_evaluation(state, metrics, select, stop_cfg):
+            best_weights = trainable_state(core)   # a CPU copy: training goes on from here
         epochs_done = round(state.step / plan["steps_per_epoch"], 3)   # maxSteps may end mid-epoch
         state.evaluations.append({"step": state.step, "epoch": epochs_done, **metrics})
         if writer is not None:

@@ -107,7 +107,9 @@ def run_search(spec, output_dir: Path, model_dir: Path, data_path: Path, prepare
     cpus = available_cpus()
     concurrent = max(1, min(search.concurrent_trials, cpus))
     threads = max(1, cpus // concurrent)
-    base = worker_config(spec, output_dir, model_dir, data_path, threads, tune=True, write_outputs=False)
+    # each trial keeps its best weights by the objective: what it is ranked on is what it exports
+    base = worker_config(spec, output_dir, model_dir, data_path, threads, tune=True, write_outputs=False,
+                         select=(metric, mode))
     space = tune_space(search)
     if search.algorithm == "tpe":
         import optuna

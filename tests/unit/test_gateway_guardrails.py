@@ -112,6 +112,23 @@ def test_moderation_terms_are_case_insensitive_patterns_as_written():
     assert not Moderation().enabled and Moderation().check("anything") is None
 
 
+def test_blocked_terms_look_through_accents_and_compatibility_forms_but_not_other_scripts_signs():
+    m = Moderation(["kill", "Café"])
+    for text in ("ki\u0301ll", "kíll", "KÏLL", "k\u0336i\u0336l\u0336l", "ｋｉｌｌ", "a cafe", "CAFÉ"):
+        assert m.check(text) == "term", text
+    assert m.check("skill set") == "term"              # terms are substrings (patterns are for words)
+    assert m.check("kiln") is None
+    # Devanagari vowel signs are letters of the word, not decoration: "कि" is not "क"
+    assert Moderation(["क"]).check("कि") == "term" and Moderation(["कि"]).check("क") is None
+
+
+def test_output_filter_holds_back_so_diacritic_padding_sends_none_of_a_term():
+    filt = OutputFilter(Moderation(["secret"]))
+    out, rest = _stream(filt, ["The", " s", "\u0301" * 12 + "e", "cret", " ok"])
+    assert filt.blocked
+    assert "s" not in ("".join(out) + rest).replace("The", "")
+
+
 def _stream(filt, pieces):
     out = [filt.feed(p) for p in pieces]
     return out, filt.flush()

@@ -35,6 +35,24 @@ def test_all_fields():
         (5, 0.0, 0.5, 7, ["\n"], True, True)
 
 
+def test_top_p_zero_is_greedy():
+    """OpenAI takes top_p from 0 to 1; 0 keeps only the most likely token, which is greedy decoding."""
+    r = chat(top_p=0, temperature=0.8)
+    assert (r.temperature, r.top_p) == (0.0, 1.0)
+
+
+def test_openai_parameters_that_ask_for_nothing_are_accepted():
+    r = chat(user="u-1", store=False, metadata={"team": "a"}, service_tier="auto", parallel_tool_calls=True,
+             tools=[], tool_choice="auto", logprobs=False, top_logprobs=None, response_format={"type": "text"},
+             presence_penalty=0.0, frequency_penalty=0, logit_bias={})
+    assert r.messages == MSG
+
+
+def test_unknown_classify_parameters_are_rejected():
+    err = rejected(validate_classify, {"input": "x", "inputs": ["y"]}, served_model="m")
+    assert err.status == 400 and err.param == "inputs" and err.code == "unknown_parameter"
+
+
 def test_max_completion_tokens_is_accepted():
     assert chat(max_completion_tokens=9).max_tokens == 9
 
@@ -56,7 +74,8 @@ def test_text_parts_are_joined():
     ({"max_tokens": True}, "max_tokens", "integer"),
     ({"temperature": 3}, "temperature", "0 to 2"),
     ({"temperature": "hot"}, "temperature", "0 to 2"),
-    ({"top_p": 0}, "top_p", "(0, 1]"),
+    ({"top_p": 1.5}, "top_p", "from 0 to 1"),
+    ({"top_p": -0.1}, "top_p", "from 0 to 1"),
     ({"n": 2}, "n", "n=1"),
     ({"seed": 2**64}, "seed", "64-bit"),
     ({"stop": 5}, "stop", "string"),
@@ -65,6 +84,13 @@ def test_text_parts_are_joined():
     ({"stream": "yes"}, "stream", "true or false"),
     ({"stream_options": {"include_usage": True}}, "stream_options", "stream: true"),
     ({"tools": [{"type": "function"}]}, "tools", "not supported"),
+    ({"presence_penalty": 0.5}, "presence_penalty", "not supported"),
+    ({"frequency_penalty": False}, "frequency_penalty", "not supported"),
+    ({"logit_bias": {"50256": -100}}, "logit_bias", "not supported"),
+    ({"logprobs": True}, "logprobs", "not supported"),
+    ({"tool_choice": "required"}, "tool_choice", "not supported"),
+    ({"max_token": 5}, "max_token", "unrecognized request argument"),
+    ({"top_k": 5, "repetition_penalty": 1.1}, "repetition_penalty", "(also top_k)"),
     ({"messages": []}, "messages", "non-empty"),
     ({"messages": "hi"}, "messages", "non-empty"),
     ({"messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role", "one of"),

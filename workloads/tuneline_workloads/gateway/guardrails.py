@@ -151,9 +151,13 @@ class RateLimiter:
         return str(max(1, math.ceil(seconds)))
 
 
-# invisible characters that split a word without showing: soft hyphen, zero-width spaces and joiners,
-# direction marks, word joiner and invisible operators, the BOM
-_INVISIBLE = dict.fromkeys([0x00AD, *range(0x200B, 0x2010), *range(0x2060, 0x2065), 0xFEFF])
+# what blocked terms look through: invisible characters that split a word without showing (soft
+# hyphen, zero-width spaces and joiners, direction marks, word joiner and invisible operators, the
+# BOM), and the combining diacritical marks that decorate a letter ("ki\u0301ll"; the blocks for
+# Latin, Greek and Cyrillic, not the vowel signs other scripts spell with)
+_INVISIBLE = dict.fromkeys([0x00AD, *range(0x200B, 0x2010), *range(0x2060, 0x2065), 0xFEFF,
+                            *range(0x0300, 0x0370), *range(0x1AB0, 0x1B00), *range(0x1DC0, 0x1E00),
+                            *range(0x20D0, 0x2100), *range(0xFE20, 0xFE30)])
 
 
 def _visible_len(text: str) -> int:
@@ -161,9 +165,10 @@ def _visible_len(text: str) -> int:
 
 
 def fold(text: str) -> str:
-    """What blocked terms are compared on: NFKC (fullwidth and other compatibility forms become plain
-    letters), invisible characters removed, case folded — so "ｓｅｃｒｅｔ" or "se\u200bcret" is "secret"."""
-    return unicodedata.normalize("NFKC", text).translate(_INVISIBLE).casefold()
+    """What blocked terms are compared on: NFKD (fullwidth and other compatibility forms become plain
+    letters, accented letters a letter and its marks), invisible characters and diacritics removed,
+    case folded — so "ｓｅｃｒｅｔ", "se\u200bcret" and "sécret" are "secret"."""
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFKD", text).translate(_INVISIBLE).casefold())
 
 
 class Moderation:

@@ -12,6 +12,31 @@ from tuneline_workloads.gateway.errors import ApiError, invalid
 ROLES = ("system", "developer", "user", "assistant", "tool")
 INT64_MAX = 2**63 - 1
 
+# OpenAI's chat parameters that change nothing in an answer here (they describe the caller or ask
+# for storage and tiers this endpoint does not have): accepted and not acted on
+CHAT_ACCEPTED_AS_NO_OP = ("user", "store", "metadata", "service_tier", "parallel_tool_calls")
+# OpenAI's chat parameters this endpoint does not implement, with the values that ask for nothing
+CHAT_UNSUPPORTED_DEFAULTS: dict[str, tuple[Any, ...]] = {
+    "tools": (None, []), "functions": (None, []), "tool_choice": (None, "none", "auto"),
+    "function_call": (None, "none", "auto"), "logprobs": (None, False), "top_logprobs": (None, 0),
+    "response_format": (None, {"type": "text"}), "presence_penalty": (None, 0), "frequency_penalty": (None, 0),
+    "logit_bias": (None, {}),
+}
+CHAT_PARAMETERS = frozenset({"model", "messages", "n", "max_tokens", "max_completion_tokens", "temperature", "top_p",
+                             "seed", "stop", "stream", "stream_options", *CHAT_ACCEPTED_AS_NO_OP,
+                             *CHAT_UNSUPPORTED_DEFAULTS})
+CLASSIFY_PARAMETERS = frozenset({"model", "input", "user"})
+
+
+def reject_unknown(body: dict[str, Any], known: frozenset[str]) -> None:
+    """400 for a parameter the endpoint does not know, as OpenAI answers: a misspelt or foreign
+    parameter (``max_token``, ``top_k``) is not silently ignored."""
+    unknown = sorted(k for k in body if k not in known)
+    if unknown:
+        raise invalid(f"{unknown[0]}: unrecognized request argument"
+                      + (f" (also {', '.join(unknown[1:4])})" if len(unknown) > 1 else ""), unknown[0],
+                      code="unknown_parameter")
+
 
 def parse_json_body(raw: bytes) -> dict[str, Any]:
     """The body as a JSON object, or 400 (not UTF-8, not JSON, not an object)."""
@@ -39,6 +64,11 @@ def _is_int(v: Any) -> bool:
 
 def _is_number(v: Any) -> bool:
     return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
+
+
+def _is_one_of(value: Any, choices: tuple[Any, ...]) -> bool:
+    """``value`` equals one of ``choices`` and is of its kind (``0`` and ``0.0`` alike; ``False`` is not ``0``)."""
+    return any(value == c and (type(value) is type(c) or (_is_number(value) and _is_number(c))) for c in choices)
 
 
 def _content_text(content: Any, param: str) -> str:
@@ -86,6 +116,7 @@ def validate_model(body: dict[str, Any], served: str) -> str | None:
 
 def validate_chat(body: dict[str, Any], *, served_model: str, max_tokens_cap: int,
                   max_messages: int = 256) -> ChatRequest:
+    reject_unknown(body, CHAT_PARAMETERS)
     model = validate_model(body, served_model)
 
     messages = body.get("messages")
@@ -131,8 +162,10 @@ def validate_chat(body: dict[str, Any], *, served_model: str, max_tokens_cap: in
     top_p = body.get("top_p", 1.0)
     if top_p is None:
         top_p = 1.0
-    if not _is_number(top_p) or not 0 < top_p <= 1:
-        raise invalid(f"top_p: must be a number in (0, 1], got {json.dumps(top_p)[:40]}", "top_p")
+    if not _is_number(top_p) or not 0 <= top_p <= 1:
+        raise invalid(f"top_p: must be a number from 0 to 1, got {json.dumps(top_p)[:40]}", "top_p")
+    if top_p == 0:   # only the most likely token is left: greedy decoding, as temperature 0
+        temperature, top_p = 0.0, 1.0
 
     seed = body.get("seed")
     if seed is not None and (not _is_int(seed) or not -INT64_MAX - 1 <= seed <= INT64_MAX):
@@ -168,16 +201,18 @@ def validate_chat(body: dict[str, Any], *, served_model: str, max_tokens_cap: in
         if not isinstance(include_usage, bool):
             raise invalid("stream_options.include_usage: must be true or false", "stream_options.include_usage")
 
-    for unsupported in ("tools", "functions", "logprobs", "response_format"):
+    for unsupported, defaults in CHAT_UNSUPPORTED_DEFAULTS.items():
         value = body.get(unsupported)
-        if value not in (None, False, [], {"type": "text"}):
-            raise invalid(f"{unsupported}: not supported by this endpoint", unsupported, code="unsupported_parameter")
+        if not _is_one_of(value, defaults):
+            raise invalid(f"{unsupported}: not supported by this endpoint (leave it out)", unsupported,
+                          code="unsupported_parameter")
 
     return ChatRequest(messages=clean, max_tokens=limit, temperature=float(temperature), top_p=float(top_p),
                        seed=seed, stop=stops, stream=stream, include_usage=include_usage, model=model)
 
 
 def validate_classify(body: dict[str, Any], *, served_model: str, max_inputs: int = 256) -> list[str]:
+    reject_unknown(body, CLASSIFY_PARAMETERS)
     validate_model(body, served_model)
     value = body.get("input")
     if isinstance(value, str):

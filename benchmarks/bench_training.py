@@ -379,6 +379,8 @@ def main(argv: list[str] | None = None) -> int:
         return statistics.median(r["processed_tokens_per_s"] * train_flops_per_token(r, method) for r in results[name]) / peak
 
     ray_ratio = med("ray", "samples_per_s") / med("plain", "samples_per_s")
+    # each run's own ratio (Ray and plain ran one after the other): how much of the figure is the machine
+    ray_rounds = [r["samples_per_s"] / p["samples_per_s"] for r, p in zip(results["ray"], results["plain"])]
     trainer_ratio = med("ray", "samples_per_s") / med("trainer", "samples_per_s")
     lora_full = med("plain", "step_s") / med("full", "step_s")
 
@@ -392,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [
         target_row("Ray Train vs plain loop, samples/s (1 worker, same threads)", ray_ratio, 0.95, True,
                    f"plain {med('plain', 'samples_per_s'):.2f}/s, Ray {med('ray', 'samples_per_s'):.2f}/s; "
-                   f"Ray start-up + fit() wall {med('ray', 'wall_s'):.1f} s for {base['steps'] + 1} steps, of which "
+                   f"each run's ratio {', '.join(f'{x:.2f}' for x in ray_rounds)}; Ray start-up + fit() wall {med('ray', 'wall_s'):.1f} s for {base['steps'] + 1} steps, of which "
                    f"{med('ray', 'quiet_wait_s'):.0f} s waiting for Ray's helper actors to start (plain loop: "
                    f"{med('plain', 'quiet_wait_s'):.0f} s); during the loop the other processes used "
                    f"{med('ray', 'others_cores'):.2f} of the {threads} cores under Ray vs "

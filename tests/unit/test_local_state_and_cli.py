@@ -128,3 +128,34 @@ spec:
     state = LocalState(tmp_path / "state")
     assert state.status("ModelDeployment", "intents")["phase"] == "Failed" and state.processes() == []
     assert runner.invoke(app, ["run", "-f", str(manifest), "--port", "99999"]).exit_code == EXIT_BAD_INPUT
+
+
+@pytest.mark.parametrize("version, words", [
+    (None, "intents/config.pbtxt not found: spec.model must name a Triton model repository"),
+    (4, "model version 4 of intents not found in"),
+])
+def test_a_deployment_of_what_the_repository_lacks_fails_before_triton_starts(tmp_path, version, words):
+    repository = tmp_path / "repository"
+    (repository / "intents" / "1").mkdir(parents=True)
+    if version is not None:   # a repository, without that version
+        from tuneline_workloads.triton.repository import TritonSettings, build_model_config
+
+        (repository / "intents" / "config.pbtxt").write_text(
+            build_model_config("intents", "python-classifier", TritonSettings(), labels=["a", "b"]))
+    manifest = tmp_path / "md.yaml"
+    manifest.write_text(f"""apiVersion: tuneline.io/v1alpha1
+kind: ModelDeployment
+metadata: {{name: intents}}
+spec:
+  model: {{uri: "file://{repository}"{f", version: {version}" if version else ""}}}
+  task: sequence-classification
+  resources: {{gpus: 0}}
+""")
+    result = runner.invoke(app, ["run", "-f", str(manifest), "--state-dir", str(tmp_path / "state"), "-o", "json"])
+    assert result.exit_code == EXIT_BAD_INPUT, result.output
+    assert words in json.loads(result.stdout)["error"]
+    state = LocalState(tmp_path / "state")
+    status = state.status("ModelDeployment", "intents")
+    assert status["phase"] == "Failed" and words in status["message"] and state.processes() == []
+    if version is not None:
+        assert "(versions there: 1)" in status["message"]

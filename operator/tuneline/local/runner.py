@@ -270,9 +270,12 @@ def _serve_python() -> Path:
     return DEFAULT_SERVE_ENV / "bin" / "python"
 
 
-_GPU_PROBE = ("import sys, onnxruntime, onnxruntime_genai as og\n"
-              "cuda = og.is_cuda_available() if sys.argv[1] == 'generate' else "
-              "'CUDAExecutionProvider' in onnxruntime.get_available_providers()\n"
+# run by the serving environment's Python: can its ONNX Runtime (GenAI, for generators) use CUDA?
+_GPU_PROBE = ("import sys\n"
+              "if sys.argv[1] == 'generate':\n"
+              "    import onnxruntime_genai as og; cuda = og.is_cuda_available()\n"
+              "else:\n"
+              "    import onnxruntime; cuda = 'CUDAExecutionProvider' in onnxruntime.get_available_providers()\n"
               "print('yes' if cuda else 'no')")
 
 

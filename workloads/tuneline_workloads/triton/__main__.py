@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from tuneline_workloads.triton.repository import ServedModelError, assemble_served_model, triton_settings
+from tuneline_workloads.triton.repository import assemble_served_model, triton_settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = triton_settings(json.loads(args.triton), gpu=args.gpu)
         served = assemble_served_model(args.source, args.models_dir, args.model, settings, version=args.version,
                                        source_uri=args.source_uri)
-    except (ServedModelError, ValueError, OSError) as exc:
+    except (ValueError, OSError) as exc:   # ServedModelError and bad --triton JSON are ValueErrors
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"serving {args.model} version {args.version or 'newest'} from {args.source_uri or args.source} "

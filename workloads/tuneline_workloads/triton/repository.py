@@ -361,9 +361,9 @@ def add_model_version(repository: Path, model_name: str, task: str, export_dir: 
             "parity": primary.get("parity"), "keyFacts": primary.get("keyFacts")}, indent=2))
         parse_model_config(config)                       # never write a config Triton would reject
         # the config first: a version directory never appears without the config that serves it
-        tmp = model_dir / ".config.pbtxt.tmp"
+        tmp = model_dir / f".{CONFIG_FILE}.tmp"
         tmp.write_text(config)
-        os.replace(tmp, model_dir / "config.pbtxt")
+        os.replace(tmp, model_dir / CONFIG_FILE)
         os.replace(staging, model_dir / str(version))
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

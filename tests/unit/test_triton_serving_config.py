@@ -130,7 +130,20 @@ def test_the_pod_init_container_command_applies_the_deployment(tmp_path, case):
     if deployment.spec.task != "chat":
         assert served.max_batch_size == expected.max_batch_size
         assert served.dynamic_batching.max_queue_delay_microseconds == expected.max_queue_delay_microseconds
-    assert "serving" in done.stdout and json.loads(args[args.index("--triton") + 1])["instances"] == group.count
+    assert json.loads(args[args.index("--triton") + 1])["instances"] == group.count
+    # the log line says what is served, read back from the assembled config
+    where = "GPU" if deployment.spec.resources.gpus else "CPU"
+    batching = ("one conversation per request" if deployment.spec.task == "chat"
+                else f"max batch {expected.max_batch_size}, dynamic batching")
+    assert f"({where}, {batching}, {group.count} instance(s))" in done.stdout, done.stdout
+
+
+def test_the_init_container_log_line_describes_batches_of_one(tmp_path):
+    from tuneline_workloads.triton.__main__ import describe
+
+    served = assemble_served_model(_repository(tmp_path), tmp_path / "models", "m",
+                                   TritonSettings(max_batch_size=0, instances=2))
+    assert describe(served) == "CPU, batches of one, 2 instance(s)"
 
 
 def test_the_init_container_fails_with_the_missing_version(tmp_path):

@@ -12,7 +12,23 @@ import json
 import sys
 from pathlib import Path
 
-from tuneline_workloads.triton.repository import assemble_served_model, triton_settings
+from tuneline_workloads.triton.repository import (CONFIG_FILE, assemble_served_model, config_kind,
+                                                  parse_model_config, triton_settings)
+
+
+def describe(served: Path) -> str:
+    """What the assembled ``config.pbtxt`` serves with: where the instances run, batching (a
+    generator takes one conversation per request, so it has none) and instances."""
+    cfg = parse_model_config((served / CONFIG_FILE).read_text())
+    group = cfg.instance_group[0]
+    where = "GPU" if group.kind == group.KIND_GPU else "CPU"
+    if config_kind(cfg) == "python-generator":
+        batching = "one conversation per request"
+    elif cfg.max_batch_size <= 1:
+        batching = "batches of one"
+    else:
+        batching = f"max batch {cfg.max_batch_size}" + (", dynamic batching" if cfg.HasField("dynamic_batching") else "")
+    return f"{where}, {batching}, {group.count} instance(s)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,8 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"serving {args.model} version {args.version or 'newest'} from {args.source_uri or args.source} "
-          f"({'GPU' if settings.gpu else 'CPU'}, max batch {settings.max_batch_size}, "
-          f"{settings.instances} instance(s)) in {served}")
+          f"({describe(served)}) in {served}")
     return 0
 
 

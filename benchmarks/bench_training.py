@@ -5,7 +5,9 @@
   vs the transformers ``Trainer``: samples/s and tokens/s inside the loop, target >= 0.95 against
   the plain loop. Ray's fixed start-up is reported separately: every loop starts timing only once
   the rest of the machine is quiet (``wait_until_quiet``), which for Ray means after its helper
-  actors have started;
+  actors have started. Two references attribute what Ray costs: the plain loop beside a Ray Train job
+  whose worker only waits (Ray's processes alone), and both loops with one thread each (a core left
+  over for Ray's processes);
 * LoRA vs full fine-tuning: step time ratio (target <= 0.8), peak RSS and trainable fraction;
 * packed vs padded batches: tokens/s ratio (target >= 1.3) on multi-turn chat sessions, whose lengths
   vary; the single-exchange bank rows, nearly equal in length, as a reference. Padded and packed run
@@ -263,6 +265,51 @@ def run_ray(config: dict) -> dict:
         return {**json.loads(Path(cfg["result_file"]).read_text()), "wall_s": time.perf_counter() - start}
 
 
+def _waiting_ray_loop(config: dict) -> None:
+    import ray.train
+
+    Path(config["ready_file"]).write_text("up")
+    while not Path(config["stop_file"]).exists():
+        time.sleep(0.2)
+    ray.train.report({"done": 1})
+
+
+def run_plain_beside_ray(config: dict) -> dict:
+    """The plain loop (its own process, no Ray in it) while a Ray Train job runs beside it whose worker
+    only waits: what Ray's processes alone (raylet, GCS, agents, Train's helper actors and the idle
+    worker) cost a loop that has every core, with no step going through Ray."""
+    import threading
+
+    import ray
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from benchmarks.bench_training import _waiting_ray_loop as loop
+
+    threads = config["threads"]
+    env = {"OMP_NUM_THREADS": str(threads), "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    with tempfile.TemporaryDirectory() as tmp:
+        ready, stop = Path(tmp) / "ready", Path(tmp) / "stop"
+        ray.init(num_cpus=threads, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        trainer = TorchTrainer(loop, train_loop_config={"ready_file": str(ready), "stop_file": str(stop)},
+                               scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": threads}),
+                               run_config=RunConfig(storage_path=tmp, name="idle",
+                                                    worker_runtime_env={"env_vars": env}))
+        fit = threading.Thread(target=trainer.fit, daemon=True)
+        fit.start()
+        try:
+            deadline = time.monotonic() + 300
+            while not ready.exists():
+                if time.monotonic() > deadline or not fit.is_alive():
+                    raise RuntimeError("the waiting Ray Train worker did not start")
+                time.sleep(0.5)
+            return measure("plain", config)
+        finally:
+            stop.write_text("stop")
+            fit.join(60)
+            ray.shutdown()
+
+
 def matmul_peak(threads: int, n: int = 1024, reps: int = 20) -> float:
     """This machine's fp32 matrix-multiply FLOP/s with ``threads`` threads (median of ``reps``)."""
     import torch
@@ -287,7 +334,8 @@ def train_flops_per_token(result: dict, method: str) -> float:
     return forward * (3 if method == "full" else 2)
 
 
-_RUNNERS = {"plain": run_steps, "trainer": run_hf_trainer, "ray": run_ray, "packing_pair": run_packing_pair}
+_RUNNERS = {"plain": run_steps, "trainer": run_hf_trainer, "ray": run_ray, "packing_pair": run_packing_pair,
+            "plain_beside_ray": run_plain_beside_ray}
 
 
 def _child(kind: str, config: dict, queue) -> None:
@@ -333,7 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     base = {"model_dir": str(model_dir), "examples": examples, "pad_id": pad_id, "threads": threads,
             "batch_size": 4, "steps": 2 if args.smoke else 8, "max_length": max_length, "method": "lora",
             "packed": False}
-    configs = {"plain": ("plain", base), "ray": ("ray", base), "trainer": ("trainer", base),
+    configs = {"plain": ("plain", base), "ray": ("ray", base), "plain_beside_ray": ("plain_beside_ray", base),
+               "trainer": ("trainer", base),
                "full": ("plain", {**base, "method": "full"}),
                # padded and packed of the same data in one process, steps alternating: see run_packing_pair
                "rows": ("packing_pair", base), "sessions": ("packing_pair", {**base, "examples": sessions})}
@@ -408,6 +457,13 @@ def main(argv: list[str] | None = None) -> int:
             "detail": f"plain {med('plain_1_thread', 'samples_per_s'):.2f}/s, Ray {med('ray_1_thread', 'samples_per_s'):.2f}/s "
                       "(a reference: what Ray Train's own path costs when its processes need not share the "
                       "loop's cores)"}] if "ray_1_thread" in configs else []),
+        {"name": "plain loop beside an idle Ray Train job vs plain loop alone, samples/s",
+         "ratio": round(med("plain_beside_ray", "samples_per_s") / med("plain", "samples_per_s"), 3),
+         "target": "-", "passed": "-",
+         "detail": f"plain beside Ray {med('plain_beside_ray', 'samples_per_s'):.2f}/s (a reference: the share of "
+                   "Ray's loss that its processes cost a loop that does not run through Ray at all; they used "
+                   f"{med('plain_beside_ray', 'others_cores'):.2f} cores, and took a core from the loop "
+                   f"{med('plain_beside_ray', 'preempted_per_s'):.0f}/s)"},
         {"name": "Ray Train vs transformers Trainer, samples/s", "ratio": round(trainer_ratio, 3), "target": "-",
          "passed": "-", "detail": f"Trainer {med('trainer', 'samples_per_s'):.2f}/s (no target: a reference)"},
         target_row("LoRA vs full step time", lora_full, 0.8, False,

@@ -109,6 +109,27 @@ def test_csv_classification_rows_and_line_numbers(tmp_path):
     assert [(r.text, r.label) for r in rows] == [("hello", "greeting"), ("two\nlines", "block")]
 
 
+def test_csv_quote_never_closed_names_the_line_it_opens_on(tmp_path):
+    """A stray opening quote used to make the rest of the file one field of one row: no error for text,
+    and with onInvalid: skip every later row vanished as one "dropped" row."""
+    path = tmp_path / "stories.csv"
+    path.write_text('text\nfirst story\n"second story, with a stray quote\nthird story\nfourth story\n')
+    for on_invalid in ("fail", "skip"):
+        with pytest.raises(DatasetError) as err:
+            load_rows(path, "text", on_invalid=on_invalid)
+        assert err.value.line == 3 and "never closed" in err.value.message
+
+
+@pytest.mark.parametrize("newline", ["\r", "\r\n", "\n"])
+def test_csv_line_endings_of_every_platform(tmp_path, newline):
+    """CR-only files (Excel's "CSV (Macintosh)") were refused with the csv module's own hint."""
+    path = tmp_path / "intents.csv"
+    path.write_bytes(newline.join(["text,label", "hello,greet", '"two', 'lines",block', "bye,farewell", ""]).encode())
+    rows = load_rows(path, "classification").rows
+    assert [(r.line, r.text.replace("\r\n", "\n").replace("\r", "\n"), r.label) for r in rows] == [
+        (2, "hello", "greet"), (4, "two\nlines", "block"), (5, "bye", "farewell")]
+
+
 def test_held_out_rows(tmp_path):
     path = write(tmp_path, "heldout.jsonl", [{"question": "q?", "key_fact": "42"}, {"question": "q2"}])
     with pytest.raises(DatasetError, match="heldout.jsonl:2: missing field 'key_fact'"):

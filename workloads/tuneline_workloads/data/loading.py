@@ -165,7 +165,9 @@ def _records(path: Path) -> list[tuple[int, Any, _Invalid | None]]:
         # a field may be as long as a JSONL line may be (the csv module stops at 128 KiB by default)
         if csv.field_size_limit() < _CSV_FIELD_LIMIT:
             csv.field_size_limit(_CSV_FIELD_LIMIT)
-        reader = csv.DictReader(io.StringIO(text))
+        # newline="": the csv module reads CR, LF and CRLF ends itself (and quoted newlines); strict: a
+        # quote opened and never closed is an error, not a field that swallows the rest of the file
+        reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
         try:
             if not reader.fieldnames:
                 raise DatasetError(path, 1, "no CSV header row")
@@ -177,7 +179,11 @@ def _records(path: Path) -> list[tuple[int, Any, _Invalid | None]]:
                 else:
                     records.append((line, obj, None))
         except csv.Error as exc:
-            raise DatasetError(path, reader.line_num + 1, f"malformed CSV: {exc}") from None
+            line = reader.line_num + 1
+            if "unexpected end of data" in str(exc):
+                raise DatasetError(path, line, "malformed CSV: a quoted field that starts on this line is never "
+                                               "closed (the file ends inside it)") from None
+            raise DatasetError(path, line, f"malformed CSV: {exc}") from None
         if not records:
             raise DatasetError(path, None, "the file is empty: a header but no rows")
         return records

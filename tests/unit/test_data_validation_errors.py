@@ -130,6 +130,17 @@ def test_csv_line_endings_of_every_platform(tmp_path, newline):
         (2, "hello", "greet"), (4, "two\nlines", "block"), (5, "bye", "farewell")]
 
 
+def test_multi_turn_held_out_question_keeps_the_earlier_answers(tmp_path):
+    """Every assistant turn used to be dropped: a follow-up was asked as a second user turn in a row,
+    without the answer it refers to."""
+    turns = [{"role": "user", "content": "Which card has no annual fee?"},
+             {"role": "assistant", "content": "The Basic card."},
+             {"role": "user", "content": "And its interest rate?"},
+             {"role": "assistant", "content": "1.9% a month."}]
+    row = load_held_out(write(tmp_path, "heldout.jsonl", [{"messages": turns, "key_fact": "1.9%"}]))[0]
+    assert row["messages"] == turns[:3] and row["question"] == "And its interest rate?"
+
+
 def test_held_out_rows(tmp_path):
     path = write(tmp_path, "heldout.jsonl", [{"question": "q?", "key_fact": "42"}, {"question": "q2"}])
     with pytest.raises(DatasetError, match="heldout.jsonl:2: missing field 'key_fact'"):

@@ -120,13 +120,18 @@ HELD_OUT_FACT_FIELDS = ("key_fact", "keyFact", "fact", "facts", "answer_contains
 
 
 def _validate_held_out(obj: Any) -> dict[str, Any]:
-    """A held-out row: the question as ``messages`` (a chat; assistant turns are dropped) or as the
+    """A held-out row: the question as ``messages`` (a chat; the closing assistant turn, the reference
+    answer, is dropped) or as the
     first of :data:`HELD_OUT_QUESTION_FIELDS`, and the text its answer must contain as the first of
     :data:`HELD_OUT_FACT_FIELDS` (a list: any one of several spellings)."""
     if not isinstance(obj, dict):
         raise _Invalid("not_an_object", f"expected a JSON object, got {type(obj).__name__}")
     if "messages" in obj:
-        messages = [m for m in _validate_messages(obj["messages"]) if m["role"] != "assistant"]
+        messages = _validate_messages(obj["messages"])
+        # only the reference answer goes: earlier answers are the context a follow-up question needs
+        # (and templates that check user/assistant alternation refuse two user turns in a row)
+        while messages and messages[-1]["role"] == "assistant":
+            messages.pop()
         if not messages:
             raise _Invalid("missing_field", "field 'messages' has no question: only assistant turns")
     else:

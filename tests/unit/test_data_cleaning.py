@@ -27,6 +27,20 @@ def test_near_duplicates_by_similarity_threshold():
     assert len(kept) == 3 and not dropped
 
 
+def test_similarity_one_drops_rows_whose_shingles_are_all_shared():
+    """similarity: 1.0 (its maximum) used to turn near-duplicate removal off, though the API says rows
+    at or above it are near duplicates: two chats that differ only in their system prompt are."""
+    def chat(system):
+        return Row(source="c", line=1, messages=[{"role": "system", "content": system},
+                                                 {"role": "user", "content": "how do I block my card"},
+                                                 {"role": "assistant", "content": "text LOCK to 72522 at once"}])
+    kept, dropped = dedupe([chat("You are the bank's assistant."), chat("Answer briefly.")], similarity=1.0)
+    assert len(kept) == 1 and dropped == Counter({"near_duplicate": 1})
+    a = "please tell me the fee for paying my credit card bill late this month"
+    kept, dropped = dedupe(rows(a, a + " thanks"), similarity=1.0)
+    assert len(kept) == 2 and not dropped
+
+
 def test_dedupe_against_training_rows():
     train = rows("what is the late fee")
     val, dropped = dedupe(rows("What is the late fee?", "when is my payment due"), 0.9, against=train)

@@ -50,8 +50,6 @@ def dedupe(rows: list[Row], similarity: float = 0.9, against: list[Row] | None =
             index[s].append(position)
 
     def near(sh: frozenset[str]) -> bool:
-        if similarity >= 1.0:
-            return False
         candidates = Counter(i for s in sh for i in index.get(s, ()))
         for i, shared in candidates.items():
             other = kept_shingles[i]

@@ -9,7 +9,8 @@ error code it must get. It tries
 
 - bodies: over ``maxRequestBytes`` (declared by Content-Length, and streamed chunked with none),
   empty, not JSON, truncated JSON, invalid UTF-8, a UTF-16 body, a JSON array, a string,
-  ``null``, 100 000 levels of nesting, NaN / Infinity literals, a 10 000-message conversation;
+  ``null``, 100 000 levels of nesting, NaN / Infinity literals, a 10 000-message conversation,
+  a 5 000-digit integer, an unpaired UTF-16 surrogate escape;
 - fields: ``max_tokens`` negative, zero, over the cap, 10**30, a string, a float, a boolean,
   1e400 (inf); messages not a list, a bad role, a non-text part; ``n`` > 1; ``tools``;
   stream as a string; too many stop sequences; an unknown model;
@@ -118,6 +119,11 @@ CASES = [
     Case("json-null", 400, "invalid_json", content=b"null"),
     Case("deep-nesting", 400, "invalid_json", content=b"[" * 100_000 + b"]" * 100_000),
     Case("deep-nesting-objects", 400, "invalid_json", content=b'{"a":' * 30_000 + b"1" + b"}" * 30_000),
+    # json.loads reads both; they used to fail later, as 500s (int() of the digits; encoding for the model)
+    Case("five-thousand-digit-integer", 400, "invalid_json",
+         content=b'{"messages": [{"role": "user", "content": "hi"}], "max_tokens": ' + b"9" * 5000 + b"}"),
+    Case("lone-surrogate-escape", 400, "invalid_encoding",
+         content=b'{"messages": [{"role": "user", "content": "card \\ud800 fee"}]}'),
     Case("nan-temperature", 400, "invalid_value", content=b'{"messages": [{"role": "user", "content": "hi"}], '
                                                           b'"temperature": NaN}'),
     Case("infinity-top-p", 400, "invalid_value", content=b'{"messages": [{"role": "user", "content": "hi"}], '

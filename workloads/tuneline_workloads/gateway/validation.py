@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +54,16 @@ def parse_json_body(raw: bytes) -> dict[str, Any]:
                       code="invalid_json") from exc
     except RecursionError as exc:
         raise invalid("the request body is nested too deeply", code="invalid_json") from exc
+    except ValueError as exc:  # an integer of more digits than Python converts
+        raise invalid(f"the request body has a number of more than {sys.get_int_max_str_digits()} digits",
+                      code="invalid_json") from exc
+    if "\\u" in text:
+        # JSON lets \ud800-\udfff escapes stand alone; such a string cannot be encoded for the model
+        try:
+            json.dumps(body, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise invalid("the request body has an unpaired UTF-16 surrogate escape (\\ud800-\\udfff), which "
+                          "is not text", code="invalid_encoding") from exc
     if not isinstance(body, dict):
         raise invalid(f"the request body must be a JSON object, not {type(body).__name__}", code="invalid_json")
     return body

@@ -117,6 +117,49 @@ def test_cache_hit_streams_the_stored_answer_without_calling_the_model():
     run(go())
 
 
+def test_cache_hits_are_not_counted_as_tokens_the_model_processed():
+    async def go():
+        client, backend, audit, _ = make(cache_enabled=True)
+        for _ in range(3):
+            assert (await client.post("/v1/chat/completions", json=body(temperature=0))).status_code == 200
+        assert backend.calls == 1
+        metrics = (await client.get("/metrics")).text
+        counted = {name: float(line.split()[-1]) for line in metrics.splitlines()
+                   for name in ("prompt_tokens_total", "completion_tokens_total")
+                   if line.startswith(f"tuneline_gateway_{name} ")}
+        lines = [json.loads(line) for line in audit.getvalue().splitlines()]
+        assert [a["cache"] for a in lines] == ["miss", "hit", "hit"]
+        # the audit line still has each answer's usage; the counters have the one the model produced
+        assert counted == {"prompt_tokens_total": lines[0]["prompt_tokens"],
+                           "completion_tokens_total": lines[0]["completion_tokens"]} and lines[0]["completion_tokens"] > 0
+        assert lines[1]["completion_tokens"] == lines[0]["completion_tokens"]
+    run(go())
+
+
+def test_a_client_that_hangs_up_while_sending_its_body_is_a_499_not_a_server_error():
+    async def go():
+        _, _, audit, gw = make()
+        app = create_app(gw, manage_backend=False)
+        scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
+                 "method": "POST", "scheme": "http", "path": "/v1/chat/completions",
+                 "raw_path": b"/v1/chat/completions", "query_string": b"", "root_path": "",
+                 "client": ("10.0.0.1", 5000), "server": ("gw", 80),
+                 "headers": [(b"host", b"gw"), (b"content-type", b"application/json"), (b"content-length", b"100"),
+                             (b"authorization", f"Bearer {KEY}".encode())]}
+        messages = [{"type": "http.request", "body": b'{"messages": [', "more_body": True}]
+
+        async def receive():
+            return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+        async def send(_message):
+            pass
+        await app(scope, receive, send)
+        line = json.loads(audit.getvalue().splitlines()[-1])
+        assert (line["status"], line["error"]) == (499, "client_closed_request")
+        assert gw.inflight == 0
+    run(go())
+
+
 def test_streamed_usage_comes_once_and_only_when_asked_for():
     """As OpenAI: usage only in a last chunk with no choices, when stream_options.include_usage is
     set, from the model and from the cache alike. Clients (LangChain) add up every chunk's usage."""

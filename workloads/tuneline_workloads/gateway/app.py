@@ -21,6 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import Route
 
 from tuneline_workloads.gateway import sse
@@ -97,9 +98,10 @@ class Gateway:
         m = self.metrics
         m.requests.labels(ctx.route, str(status)).inc()
         m.latency.labels(ctx.route).observe(elapsed)
-        if ctx.prompt_tokens:
+        # a cache hit's counts are what the client is billed (the audit line), not work the model did
+        if ctx.prompt_tokens and ctx.cache != "hit":
             m.prompt_tokens.inc(ctx.prompt_tokens)
-        if ctx.completion_tokens:
+        if ctx.completion_tokens and ctx.cache != "hit":
             m.completion_tokens.inc(ctx.completion_tokens)
             if ctx.first_token_at and ctx.last_token_at and ctx.completion_tokens > 1 \
                     and ctx.last_token_at > ctx.first_token_at:
@@ -159,12 +161,17 @@ class Gateway:
                 413, f"the request body is {declared} bytes; this endpoint accepts at most {cap} "
                      "(spec.api.maxRequestBytes)", code="request_too_large"))
         body = bytearray()
-        async for part in request.stream():
-            body += part
-            if len(body) > cap:
-                raise self.reject("too_large", ApiError(
-                    413, f"the request body is over {cap} bytes (spec.api.maxRequestBytes)",
-                    code="request_too_large"))
+        try:
+            async for part in request.stream():
+                body += part
+                if len(body) > cap:
+                    raise self.reject("too_large", ApiError(
+                        413, f"the request body is over {cap} bytes (spec.api.maxRequestBytes)",
+                        code="request_too_large"))
+        except ClientDisconnect:
+            # the client's doing, not the server's: recorded as 499, as a hang-up later in the request is
+            raise ApiError(499, "the client closed the connection before sending the whole body",
+                           code="client_closed_request") from None
         return parse_json_body(bytes(body))
 
     def check_input(self, text: str) -> None:

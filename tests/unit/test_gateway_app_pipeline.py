@@ -1,6 +1,7 @@
 """The gateway's request pipeline with a scripted stand-in for Triton (no server): error mapping
 (503 before any output, an error event after some), the concurrency cap, the cache's streamed
-answer, the OpenAI switch and the audit line. Needs fastapi (the serving environment's); the
+answer and its token counts, clients that hang up (while sending, before or during a stream; ASGI
+spec 2.3 and 2.4), the OpenAI switch and the audit line. Needs fastapi (the serving environment's); the
 real-Triton path is covered by tests/e2e/test_gateway_*.py.
 """
 
@@ -157,6 +158,50 @@ def test_a_client_that_hangs_up_while_sending_its_body_is_a_499_not_a_server_err
         line = json.loads(audit.getvalue().splitlines()[-1])
         assert (line["status"], line["error"]) == (499, "client_closed_request")
         assert gw.inflight == 0
+    run(go())
+
+
+def _raw_streamed_request(app, spec_version: str, *, fail_send_at: int | None):
+    """One streamed chat request straight through ASGI, whose client is gone: ``receive`` says
+    disconnected once the body is read, and ``send`` raises (as a spec 2.4 server does) from its
+    ``fail_send_at``-th message on."""
+    payload = json.dumps(body(True)).encode()
+    scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": spec_version}, "http_version": "1.1",
+             "method": "POST", "scheme": "http", "path": "/v1/chat/completions",
+             "raw_path": b"/v1/chat/completions", "query_string": b"", "root_path": "",
+             "client": ("10.0.0.1", 5000), "server": ("gw", 80),
+             "headers": [(b"host", b"gw"), (b"content-type", b"application/json"),
+                         (b"content-length", str(len(payload)).encode()), (b"authorization", f"Bearer {KEY}".encode())]}
+    messages = [{"type": "http.request", "body": payload, "more_body": False}]
+    sent = []
+
+    async def receive():
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message):
+        if fail_send_at is not None and len(sent) >= fail_send_at:
+            raise OSError("the client is gone")
+        sent.append(message)
+    return app(scope, receive, send)
+
+
+@pytest.mark.parametrize("spec_version, fail_send_at", [("2.4", 0), ("2.4", 2), ("2.3", None)])
+def test_a_streamed_request_whose_client_is_gone_frees_its_slot_and_stops_the_model(spec_version, fail_send_at):
+    """With ASGI spec 2.4 a send to a gone client raises; when that was the response's first message,
+    the body generator never started and its cleanup never ran: the concurrency slot stayed taken (two
+    such requests filled max_concurrent_requests 2), there was no audit line, and the generation went on."""
+    async def go():
+        client, backend, audit, gw = make(["Hello", " there", " again"], delay=0.05, max_concurrent_requests=2)
+        app = create_app(gw, manage_backend=False)
+        for _ in range(2):
+            try:
+                await _raw_streamed_request(app, spec_version, fail_send_at=fail_send_at)
+            except Exception:  # noqa: BLE001 - starlette re-raises the hang-up as ClientDisconnect
+                pass
+        lines = [json.loads(line) for line in audit.getvalue().splitlines()]
+        assert [(a["status"], a["error"]) for a in lines] == [(499, "client_closed_request")] * 2
+        assert gw.inflight == 0 and backend.closed == 2
+        assert (await client.post("/v1/chat/completions", json=body())).status_code == 200
     run(go())
 
 

@@ -42,6 +42,24 @@ ROUTE_MODELS = "/v1/models"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
 
 
+class _ClosingStream(StreamingResponse):
+    """A streamed response that runs ``on_close`` once it has ended, however it ended. The body
+    generator's own ``finally`` runs only if the generator started: a client gone before the first
+    byte (the server cancels the send, or, with ASGI spec 2.4, raises on it) left the request's
+    concurrency slot taken, no audit line, and Triton generating for nobody."""
+
+    def __init__(self, content: AsyncIterator[bytes], on_close, **kw) -> None:
+        super().__init__(content, **kw)
+        self._on_close = on_close
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.body_iterator.aclose()   # a generator left at a yield: its finally runs now
+            await self._on_close()
+
+
 @dataclass
 class Ctx:
     """What one request accumulates for its metrics and audit line."""
@@ -211,9 +229,14 @@ class Gateway:
                 await gen.aclose()
                 raise
             if req.stream:
-                return StreamingResponse(self.stream(ctx, req, first, gen, key), media_type="text/event-stream",
-                                         headers=self.ok_headers(ctx, {"Cache-Control": "no-cache",
-                                                                       "X-Accel-Buffering": "no"}))
+                async def never_started() -> None:
+                    if not ctx.done:
+                        await gen.aclose()
+                        self.finish(ctx, 499, "client_closed_request")
+                return _ClosingStream(self.stream(ctx, req, first, gen, key), never_started,
+                                      media_type="text/event-stream",
+                                      headers=self.ok_headers(ctx, {"Cache-Control": "no-cache",
+                                                                    "X-Accel-Buffering": "no"}))
             return await self.complete(ctx, req, first, gen, key)
         except ApiError as err:
             return self.error_response(ctx, err)
@@ -335,7 +358,7 @@ class Gateway:
             status, error = err.status, err.code
             yield sse.sse(err.body())
             yield sse.DONE
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, GeneratorExit):   # GeneratorExit: closed at a yield, the client gone
             status, error = 499, "client_closed_request"
             raise
         except Exception as exc:  # noqa: BLE001

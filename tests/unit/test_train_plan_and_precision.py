@@ -1,5 +1,5 @@
 """Training decisions made before the first step: the autocast dtype of spec.hyperparameters.precision
-(GPU paths by construction: no GPU here), the per-worker schedule, how many epochs a search trial may
+(GPU paths by construction: no GPU here), the per-worker schedule, the learning-rate schedule, how many epochs a search trial may
 run (ASHA's max_t), and what makes a checkpoint resumable (the training digest)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from tuneline.api.finetunejob import FineTuneJobSpec  # noqa: E402
-from tuneline_workloads.train.loop import autocast_dtype_for, schedule  # noqa: E402
+from tuneline_workloads.train.loop import autocast_dtype_for, lr_scheduler, schedule  # noqa: E402
 from tuneline_workloads.train.runner import training_digest  # noqa: E402
 from tuneline_workloads.train.search import most_epochs  # noqa: E402
 
@@ -36,6 +36,24 @@ def test_schedule_counts_optimizer_steps_per_worker():
     plan = schedule(100, 2, 8, 2, 1.5, None)
     assert plan == {"examples_per_worker": 50, "batches_per_epoch": 7, "steps_per_epoch": 4, "total_steps": 6}
     assert schedule(100, 2, 8, 2, 3, 5)["total_steps"] == 5
+
+
+@pytest.mark.parametrize("name, after_warmup", [
+    ("constant", [1e-3] * 7),   # transformers' "constant" used to skip the warm-up: 1e-3 from step 1
+    ("linear", [1e-3 * (10 - s) / 7 for s in range(3, 10)]),
+])
+def test_every_learning_rate_schedule_warms_up_first(name, after_warmup):
+    hp = spec().hyperparameters.model_copy(
+        update={"scheduler": name, "warmup_ratio": 0.3, "learning_rate": 1e-3})
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=hp.learning_rate)
+    scheduler = lr_scheduler(optimizer, hp, total_steps=10)
+    rates = []
+    for _ in range(10):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[:3] == pytest.approx([0, 1e-3 / 3, 2e-3 / 3])
+    assert rates[3:] == pytest.approx(after_warmup)
 
 
 def test_fewer_examples_than_workers_fails_before_training():

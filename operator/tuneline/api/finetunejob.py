@@ -162,7 +162,8 @@ class Hyperparameters(ApiModel):
         "micro-batches per optimizer step; the step's loss is the mean over all their trained tokens (and "
         "all workers'), as one batch of batchSize x gradientAccumulationSteps x workers would give"))
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
-    scheduler: Literal["cosine", "linear", "constant"] = "cosine"
+    scheduler: Literal["cosine", "linear", "constant"] = Field(
+        "cosine", description="the learning rate after warmupRatio's linear warm-up, which every schedule has")
     weight_decay: float = Field(0.01, ge=0, le=1)
     max_grad_norm: float = Field(1.0, gt=0)
     label_smoothing: float = Field(0.0, ge=0, lt=1)

@@ -164,6 +164,16 @@ def forward(model, batch: dict[str, torch.Tensor], task: str, label_smoothing: f
     return loss, int(trained.sum()), logits
 
 
+def lr_scheduler(optimizer, hp, total_steps: int):
+    """The spec's schedule after ``warmupRatio`` of the steps of linear warm-up (every schedule has it:
+    transformers' "constant" ignores the warm-up, "constant_with_warmup" is the same without one)."""
+    from transformers import get_scheduler
+
+    name = "constant_with_warmup" if hp.scheduler == "constant" else hp.scheduler
+    return get_scheduler(name, optimizer, num_warmup_steps=int(hp.warmup_ratio * total_steps),
+                         num_training_steps=total_steps)
+
+
 def trained_targets(examples: list[dict[str, Any]], task: str) -> int:
     """How many targets these examples put into the loss (what :func:`forward` counts)."""
     if task == "sequence-classification":
@@ -378,8 +388,6 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train's worker function (and a Ray Tune trial's, with ``config["tune"]``).
 
     ``config`` is plain data (see ``runner.worker_config``)."""
-    from transformers import get_scheduler
-
     from tuneline.api.finetunejob import FineTuneJobSpec
     from tuneline_workloads.train.methods import build_model, save_outputs, trainable_state
     from tuneline_workloads.train.progress import ProgressWriter
@@ -407,7 +415,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     torch.manual_seed(hp.seed)   # the same fresh adapter on every rank (DDP also broadcasts it)
     dtype = torch.float32
     model, params = build_model(method, task, Path(config["model_dir"]), labels=labels, dtype=dtype,
-                                gradient_checkpointing=hp.gradient_checkpointing)
+                                gradient_checkpointing=hp.gradient_checkpointing, pad_token_id=pad_id)
     model = session.prepare_model(model, move_to_device=method.type != "qlora")
     core = model.module if hasattr(model, "module") else model
     autocast_dtype = autocast_dtype_for(hp.precision, device.type,
@@ -417,8 +425,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     plan = schedule(len(train), world, hp.batch_size, hp.gradient_accumulation_steps, hp.epochs, hp.max_steps)
     total_steps = plan["total_steps"]
     optimizer = _optimizer(core, hp)
-    scheduler = get_scheduler(hp.scheduler, optimizer, num_warmup_steps=int(hp.warmup_ratio * total_steps),
-                              num_training_steps=total_steps)
+    scheduler = lr_scheduler(optimizer, hp, total_steps)
 
     state, best_weights = TrainState(), None
     resume_dir = None

@@ -90,12 +90,16 @@ def peft_config(method, task: str, model_dir: Path):
 
 
 def build_model(method, task: str, model_dir: Path, *, labels: list[str] | None = None,
-                dtype: torch.dtype = torch.float32, gradient_checkpointing: bool = False):
-    """(model, {"trainableParameters", "totalParameters", "trainableFraction"})."""
+                dtype: torch.dtype = torch.float32, gradient_checkpointing: bool = False,
+                pad_token_id: int | None = None):
+    """(model, {"trainableParameters", "totalParameters", "trainableFraction"}). ``pad_token_id``: the id
+    the rows are padded with, for a base model whose config names none."""
     check_method_available(method.type)
     model = load_base_model(model_dir, task, labels=labels, method_type=method.type, dtype=dtype)
-    if task != "sequence-classification" and model.config.pad_token_id is None:
-        model.config.pad_token_id = model.config.eos_token_id
+    if model.config.pad_token_id is None:
+        # a decoder's classification head reads the last token before the first pad: without a pad id
+        # it refuses batches of more than one row (GPT-2 and many Llama checkpoints name none)
+        model.config.pad_token_id = pad_token_id if pad_token_id is not None else model.config.eos_token_id
     if method.type == "qlora":
         from peft import prepare_model_for_kbit_training
 

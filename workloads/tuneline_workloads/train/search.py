@@ -207,10 +207,12 @@ def _write_outputs(spec, output_dir: Path, model_dir: Path, prepared, overrides,
     if overrides["lora"]:
         method = method.model_copy(update={"lora": (method.lora or LoraSpec()).model_copy(update=overrides["lora"])})
     hp = spec.hyperparameters.model_copy(update=overrides["hyperparameters"])
-    model, params = build_model(method, spec.task, model_dir, labels=prepared.labels)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    # the id the rows were padded with (the runner's rule), as the trial's model had it
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    model, params = build_model(method, spec.task, model_dir, labels=prepared.labels, pad_token_id=pad_id)
     state, weights = checkpoint_weights(checkpoint)
     load_trainable_state(model, weights)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
     written = save_outputs(model, tokenizer, method, spec.task, output_dir, labels=prepared.labels)
     if prepared.labels is not None:
         (output_dir / contract.LABELS_FILE).write_text(json.dumps(prepared.labels))

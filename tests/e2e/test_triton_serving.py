@@ -190,18 +190,38 @@ def test_generator_honours_max_tokens_stop_strings_and_seeds(server):
                    max_tokens=4)["completion_tokens"] == 4
 
 
-def test_invalid_generation_requests_get_an_error(server):
+def test_top_p_trims_what_sampling_draws_from(server):
+    """top_p used to do nothing (ORT GenAI ignores it with top_k 0): 0.001 sampled as freely as 1."""
+    q = "Write a short poem about money."
+    greedy = _stream(server, q, max_tokens=12)["text"]
+    tight = {_stream(server, q, temperature=1.0, top_p=0.001, seed=s, max_tokens=12)["text"] for s in range(8)}
+    assert tight == {greedy}
+    free = {_stream(server, q, temperature=1.0, top_p=1.0, seed=s, max_tokens=12)["text"] for s in range(8)}
+    assert len(free) > 1   # the same seeds, without the cut, do draw other tokens
+
+
+def _stream_error(server, messages):
     import tritonclient.grpc as grpcclient
 
     client = grpcclient.InferenceServerClient(server.grpc_url)
     results: queue.Queue = queue.Queue()
     client.start_stream(callback=lambda result, error: results.put((result, error)))
-    inputs = _gen_inputs([])
-    client.async_stream_infer(GENERATOR, inputs)
+    client.async_stream_infer(GENERATOR, _gen_inputs(messages))
     _, error = results.get(timeout=60)
     client.stop_stream()
     client.close()
+    return error
+
+
+def test_invalid_generation_requests_get_an_error(server):
+    from tuneline_workloads.gateway.triton import ContextLengthExceeded, classify_error
+
+    error = _stream_error(server, [])
     assert error is not None and "messages_json" in str(error)
+    # a prompt longer than the context: an error the gateway answers as the client's (400), not the model's
+    error = _stream_error(server, [{"role": "user", "content": "money " * 20000}])
+    assert error is not None and "context_length_exceeded: the prompt has" in str(error)
+    assert isinstance(classify_error(error), ContextLengthExceeded)
 
 
 def test_a_new_version_is_added_next_to_the_old_one_and_loaded(server):

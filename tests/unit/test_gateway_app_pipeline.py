@@ -80,6 +80,25 @@ def test_model_error_is_500():
     run(go())
 
 
+def test_a_prompt_longer_than_the_models_context_is_the_clients_400():
+    """The model's error for it (its text as Triton relays it) used to be a 500 model_error."""
+    from tritonclient.utils import InferenceServerException
+
+    from tuneline_workloads.gateway.triton import classify_error
+
+    relayed = InferenceServerException("context_length_exceeded: the prompt has 9000 tokens; the model's context "
+                                       "is 8192", status="StatusCode.INTERNAL")
+
+    async def go():
+        client, *_ = make([classify_error(relayed)])
+        for stream in (False, True):
+            r = await client.post("/v1/chat/completions", json=body(stream))
+            error = r.json()["error"]
+            assert r.status_code == 400 and (error["code"], error["param"]) == ("context_length_exceeded", "messages")
+            assert error["message"].startswith("the prompt has 9000 tokens; the model's context is 8192")
+    run(go())
+
+
 def test_error_after_some_output_ends_the_stream_with_an_error_event():
     async def go():
         client, backend, audit, _ = make(["a", " b", TritonUnavailable("gone")])

@@ -45,6 +45,8 @@ GEN_OUTPUT_TEXT = "text"                 # BYTES [1]: the new text of this chunk
 GEN_OUTPUT_FINISH_REASON = "finish_reason"  # BYTES [1]: "" while streaming, "stop" | "length" at the end
 GEN_OUTPUT_PROMPT_TOKENS = "prompt_tokens"  # INT32 [1]
 GEN_OUTPUT_COMPLETION_TOKENS = "completion_tokens"  # INT32 [1]
+# how the model's error for a prompt longer than its context begins: the client's error (400), not the model's
+GEN_ERROR_CONTEXT_EXCEEDED = "context_length_exceeded"
 
 # Classification model (Python backend or ensemble; dynamic batching over the first dimension):
 CLS_INPUT_TEXT = "text"                  # BYTES [-1, 1]

@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.routing import Route
 
+from tuneline_workloads import contract
 from tuneline_workloads.gateway import sse
 from tuneline_workloads.gateway.audit import AuditLog
 from tuneline_workloads.gateway.cache import CachedAnswer, ResponseCache, cache_key
@@ -31,7 +32,7 @@ from tuneline_workloads.gateway.config import GatewayConfig
 from tuneline_workloads.gateway.errors import ApiError, unavailable
 from tuneline_workloads.gateway.guardrails import ApiKeys, Moderation, OutputFilter, RateLimiter, bearer_token
 from tuneline_workloads.gateway.metrics import GatewayMetrics
-from tuneline_workloads.gateway.triton import TritonBackend, TritonModelError, TritonUnavailable
+from tuneline_workloads.gateway.triton import ContextLengthExceeded, TritonBackend, TritonModelError, TritonUnavailable
 from tuneline_workloads.gateway.validation import parse_json_body, validate_chat, validate_classify
 
 log = logging.getLogger("tuneline.gateway")
@@ -250,6 +251,9 @@ class Gateway:
         if isinstance(exc, TritonUnavailable):
             return unavailable(f"the model is not available right now ({exc}); retry shortly",
                                self.cfg.retry_after_s)
+        if isinstance(exc, ContextLengthExceeded):
+            return ApiError(400, f"{exc}; shorten the conversation", param="messages",
+                            code=contract.GEN_ERROR_CONTEXT_EXCEEDED)
         if isinstance(exc, TritonModelError):
             log.warning("model error: %s", exc)
             return ApiError(500, f"the model failed: {exc}", code="model_error")

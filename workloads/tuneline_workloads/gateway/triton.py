@@ -53,6 +53,10 @@ class TritonModelError(Exception):
     """The model answered with an error (500)."""
 
 
+class ContextLengthExceeded(TritonModelError):
+    """The prompt does not fit the model's context: the request's fault (400)."""
+
+
 def classify_error(exc: BaseException) -> Exception:
     if isinstance(exc, (TritonUnavailable, TritonModelError)):
         return exc
@@ -73,6 +77,9 @@ def classify_error(exc: BaseException) -> Exception:
         text = str(exc)
     if any(word in text.lower() for word in _NOT_READY_WORDS):
         return TritonUnavailable(f"the model is not ready: {text[:200]}")
+    marker = f"{contract.GEN_ERROR_CONTEXT_EXCEEDED}: "
+    if marker in text:
+        return ContextLengthExceeded(text[text.index(marker) + len(marker):][:500])
     return TritonModelError(text[:500] or type(exc).__name__)
 
 

@@ -12,6 +12,10 @@ Outputs, one response per new piece of text, the last one flagged final: ``text`
 ``finish_reason`` BYTES ("" while streaming, then "stop" or "length"), ``prompt_tokens`` and
 ``completion_tokens`` INT32 (so far).
 
+Errors end the request with an error response: a prompt that does not fit the context says so
+after ``context_length_exceeded: `` (the client's error, for the gateway). A request Triton reports
+cancelled stops at the next token and ends with an empty final response.
+
 The chat template is applied inside (the model's own Jinja template). Stop strings are matched
 on the decoded text; text that could still become a stop string is held back until it cannot.
 Requests run on a small thread pool (``max_concurrency``) so that one long generation does not
@@ -50,6 +54,22 @@ def held_back(text, stops):
     return keep
 
 
+def search_options(job, prompt_tokens, max_tokens, vocab_size):
+    """ONNX Runtime GenAI's search options for a request: greedy at temperature 0, else sampling with
+    the request's temperature, top_p and seed. top_k is the whole vocabulary, so that top_p alone
+    trims it (with top_k 0, ORT GenAI ignored top_p: 0.001 sampled as freely as 1)."""
+    options = {"max_length": prompt_tokens + max_tokens}
+    if job["temperature"] <= 0:
+        options["do_sample"] = False
+        return options
+    options.update(do_sample=True, temperature=job["temperature"], top_k=vocab_size,
+                   top_p=min(max(job["top_p"], 1e-6), 1.0) if job["top_p"] > 0 else 1.0)
+    if job["seed"] >= 0:
+        # random_seed is a 32-bit signed int (contract.GEN_SEED_MASK): larger seeds fold
+        options["random_seed"] = job["seed"] & 0x7FFFFFFF
+    return options
+
+
 def genai_config(og, path, instance_kind, device_id):
     """The model's ONNX Runtime GenAI config with the instance's device: a GPU instance (instance_group
     KIND_GPU, a deployment with GPUs) runs on the CUDA provider, on its own GPU, whatever provider
@@ -74,6 +94,7 @@ class TritonPythonModel:
         self.template = open(template).read() if os.path.exists(template) else None
         genai = json.load(open(os.path.join(here, "genai_config.json")))
         self.context = int(params.get("context_length", genai["model"].get("context_length", 2048)))
+        self.vocab_size = int(genai["model"]["vocab_size"])
         self.default_max_tokens = int(params.get("default_max_tokens", "256"))
         self.eos = set(int(t) for t in self.tokenizer.eos_token_ids)
         self.pool = ThreadPoolExecutor(max_workers=int(params.get("max_concurrency", "2")),
@@ -127,6 +148,12 @@ class TritonPythonModel:
         sender.send(pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message)),
                     flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
 
+    def _close(self, sender):
+        try:
+            sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        except Exception:  # noqa: BLE001 - already closed
+            pass
+
     def _send(self, sender, text, finish, prompt_tokens, completion_tokens, final=False):
         self.outbox.submit(self._send_now, sender, text, finish, prompt_tokens, completion_tokens, final)
 
@@ -150,21 +177,14 @@ class TritonPythonModel:
         try:
             ids = self._prompt_ids(job["messages"])
             if len(ids) >= self.context:
-                self._fail(sender, f"the prompt has {len(ids)} tokens; the model's context is {self.context}")
+                # the prefix is the gateway's cue for a 400 (contract.GEN_ERROR_CONTEXT_EXCEEDED)
+                self._fail(sender, f"context_length_exceeded: the prompt has {len(ids)} tokens; the model's "
+                                   f"context is {self.context}")
                 return
             max_tokens = job["max_tokens"] if job["max_tokens"] > 0 else self.default_max_tokens
             max_tokens = min(max_tokens, self.context - len(ids))
-            options = {"max_length": len(ids) + max_tokens}
-            if job["temperature"] > 0:
-                options.update(do_sample=True, temperature=job["temperature"], top_k=0,
-                               top_p=min(max(job["top_p"], 1e-6), 1.0) if job["top_p"] > 0 else 1.0)
-                if job["seed"] >= 0:
-                    # random_seed is a 32-bit signed int (contract.GEN_SEED_MASK): larger seeds fold
-                    options["random_seed"] = job["seed"] & 0x7FFFFFFF
-            else:
-                options["do_sample"] = False
             search = og.GeneratorParams(self.model)
-            search.set_search_options(**options)
+            search.set_search_options(**search_options(job, len(ids), max_tokens, self.vocab_size))
             gen = og.Generator(self.model, search)
             gen.append_tokens(ids)
             stream = self.tokenizer.create_stream()
@@ -173,6 +193,8 @@ class TritonPythonModel:
             cancelled = getattr(sender, "is_cancelled", lambda: False)
             while not gen.is_done():
                 if cancelled():
+                    # a cancelled request still ends with a final response (Triton's python backend)
+                    self.outbox.submit(self._close, sender)
                     return
                 gen.generate_next_token()
                 token = int(gen.get_next_tokens()[0])

@@ -120,10 +120,9 @@ HELD_OUT_FACT_FIELDS = ("key_fact", "keyFact", "fact", "facts", "answer_contains
 
 
 def _validate_held_out(obj: Any) -> dict[str, Any]:
-    """A held-out row: the question as ``messages`` (a chat; the closing assistant turn, the reference
-    answer, is dropped) or as the
-    first of :data:`HELD_OUT_QUESTION_FIELDS`, and the text its answer must contain as the first of
-    :data:`HELD_OUT_FACT_FIELDS` (a list: any one of several spellings)."""
+    """A held-out row: the question as ``messages`` (a chat; its closing assistant turn, the reference
+    answer, is dropped) or as the first of :data:`HELD_OUT_QUESTION_FIELDS`, and the text its answer
+    must contain as the first of :data:`HELD_OUT_FACT_FIELDS` (a list: any one of several spellings)."""
     if not isinstance(obj, dict):
         raise _Invalid("not_an_object", f"expected a JSON object, got {type(obj).__name__}")
     if "messages" in obj:

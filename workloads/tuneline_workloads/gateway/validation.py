@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import sys
 import math
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 

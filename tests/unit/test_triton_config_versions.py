@@ -4,6 +4,7 @@ nothing half-written, a failed export refused."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -44,10 +45,10 @@ def test_versions_are_added_and_the_newest_n_kept(tmp_path):
     assert added == [1, 2, 3, 4, 5]
     assert repo.versions(repository, "intents") == [3, 4, 5]
     model = repository / "intents"
-    assert sorted(p.name for p in model.iterdir()) == ["3", "4", "5", "config.pbtxt", "warmup"]
+    assert sorted(p.name for p in model.iterdir()) == [".last_version", "3", "4", "5", "config.pbtxt", "warmup"]
     v5 = model / "5"
-    assert sorted(p.name for p in v5.iterdir()) == ["labels.json", "model.onnx", "model.py", "tokenizer.json",
-                                                    "version.json"]
+    assert sorted(p.name for p in v5.iterdir()) == ["labels.json", "model.onnx", "model.py",
+                                                    "packaged-config.pbtxt", "tokenizer.json", "version.json"]
     assert (v5 / "model.onnx").read_bytes() == b"onnx"            # the primary variant, under a fixed name
     assert json.loads((v5 / "version.json").read_text())["version"] == 5
     cfg = repo.parse_model_config((model / "config.pbtxt").read_text())
@@ -67,6 +68,37 @@ def test_default_keeps_three_and_numbering_continues_after_pruning(tmp_path):
     cfg = repo.parse_model_config((repository / "chat" / "config.pbtxt").read_text())
     assert cfg.model_transaction_policy.decoupled
     assert cfg.parameters["context_length"].string_value == "8192"
+
+
+def test_a_version_withdrawn_by_hand_is_never_numbered_again(tmp_path):
+    """The next number was the newest left + 1: a deleted bad version 2 came back as another model,
+    and a deployment pinned to 2 served it after its next restart."""
+    export, report = fake_generator_export(tmp_path)
+    repository = tmp_path / "triton"
+    for _ in range(2):
+        repo.add_model_version(repository, "bank", "chat", export, report)
+    shutil.rmtree(repository / "bank" / "2")
+    assert repo.add_model_version(repository, "bank", "chat", export, report) == 3
+    assert repo.versions(repository, "bank") == [1, 3]
+
+
+def test_a_pinned_older_version_is_served_with_its_own_labels(tmp_path):
+    """The served config came from the model-level config.pbtxt, rewritten by the newest export: a
+    rollback to version 1 ran it with version 2's labels and output size."""
+    repository = tmp_path / "triton"
+    export, report = fake_classifier_export(tmp_path / "one")
+    repo.add_model_version(repository, "intents", "sequence-classification", export, report)
+    export, report = fake_classifier_export(tmp_path / "two")
+    (export / "onnx" / "labels.json").write_text('["x", "y", "z"]')
+    repo.add_model_version(repository, "intents", "sequence-classification", export, {**report, "labels": ["x", "y", "z"]})
+
+    def served(version):
+        path = repo.assemble_served_model(repository / "intents", tmp_path / f"serve-{version}", "intents",
+                                          repo.TritonSettings(), version=version)
+        cfg = repo.parse_model_config((path / "config.pbtxt").read_text())
+        return json.loads(cfg.parameters["labels_json"].string_value), list(cfg.output[0].dims)
+    assert served(1) == (["a", "b"], [2])
+    assert served(2) == served(None) == (["x", "y", "z"], [3])
 
 
 def test_prune_versions(tmp_path):
@@ -95,7 +127,7 @@ def test_a_broken_version_leaves_no_half_written_directory(tmp_path):
     with pytest.raises(FileNotFoundError, match="this export built no TensorRT engine"):
         repo.add_model_version(repository, "m", "sequence-classification", export,
                                {**report, "tensorrt": {"status": "Skipped", "reason": "no GPU"}}, backend="tensorrt")
-    assert sorted(p.name for p in (repository / "m").iterdir()) == ["1", "config.pbtxt", "warmup"]
+    assert sorted(p.name for p in (repository / "m").iterdir()) == [".last_version", "1", "config.pbtxt", "warmup"]
     # an engine left from an earlier export does not pass for this one's
     (export / "tensorrt").mkdir()
     (export / "tensorrt" / "model.plan").write_bytes(b"engine-from-an-earlier-export")

@@ -43,6 +43,11 @@ WARMUP_TEXT_FILE = "warmup_text"
 WARMUP_TEXT = "warm up the classifier"
 VERSION_FILE = "version.json"
 CONFIG_FILE = "config.pbtxt"
+# each version keeps the config it was packaged with (labels, dims, sequence cap): a deployment that
+# pins an older version is served with that, not with the newest export's model-level config
+VERSION_CONFIG_FILE = "packaged-config.pbtxt"
+# the highest version number ever given: a version withdrawn by hand is never numbered again
+LAST_VERSION_FILE = ".last_version"
 ENGINE_MAX_BATCH_PARAMETER = "engine_max_batch_size"
 
 
@@ -260,6 +265,13 @@ def versions(repository: Path, model_name: str) -> list[int]:
     return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
 
 
+def _last_version(model_dir: Path) -> int:
+    try:
+        return int((model_dir / LAST_VERSION_FILE).read_text())
+    except (FileNotFoundError, ValueError):   # packaged before the mark was kept, or damaged
+        return 0
+
+
 def prune_versions(repository: Path, model_name: str, keep: int) -> list[int]:
     """Delete all but the ``keep`` newest versions; returns the versions removed."""
     if keep < 1:
@@ -303,8 +315,9 @@ def add_model_version(repository: Path, model_name: str, task: str, export_dir: 
     """Add the export in ``export_dir`` (with its ``report`` from run_export) as the next version.
 
     The new version directory is assembled beside the others and renamed into place, so a
-    running Triton never sees half a version. ``config.pbtxt`` is rewritten from this export;
-    versions beyond the ``keep_versions`` newest are deleted. Returns the new version number.
+    running Triton never sees half a version. ``config.pbtxt`` is rewritten from this export (and
+    kept in the version as ``packaged-config.pbtxt``); versions beyond the ``keep_versions`` newest
+    are deleted. Numbers are never reused. Returns the new version number.
     """
     if report.get("status") not in (None, "Succeeded"):
         raise ValueError(f"the export did not succeed ({report.get('status')}): nothing to package")
@@ -313,7 +326,7 @@ def add_model_version(repository: Path, model_name: str, task: str, export_dir: 
     settings = triton_settings(triton)
     model_dir = repository / model_name
     model_dir.mkdir(parents=True, exist_ok=True)
-    version = (versions(repository, model_name) or [0])[-1] + 1
+    version = max(versions(repository, model_name) + [_last_version(model_dir)]) + 1
     primary = report["variants"][report["primary"]]
     staging = Path(tempfile.mkdtemp(dir=model_dir, prefix=f".v{version}."))
     try:
@@ -360,11 +373,15 @@ def add_model_version(repository: Path, model_name: str, task: str, export_dir: 
             "source": str(export_dir), "createdAt": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "parity": primary.get("parity"), "keyFacts": primary.get("keyFacts")}, indent=2))
         parse_model_config(config)                       # never write a config Triton would reject
+        (staging / VERSION_CONFIG_FILE).write_text(config)
         # the config first: a version directory never appears without the config that serves it
         tmp = model_dir / f".{CONFIG_FILE}.tmp"
         tmp.write_text(config)
         os.replace(tmp, model_dir / CONFIG_FILE)
         os.replace(staging, model_dir / str(version))
+        tmp = model_dir / f"{LAST_VERSION_FILE}.tmp"
+        tmp.write_text(str(version))
+        os.replace(tmp, model_dir / LAST_VERSION_FILE)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -382,7 +399,8 @@ def assemble_served_model(source: Path, models_dir: Path, model_name: str, setti
                           version: int | None = None, source_uri: str | None = None) -> Path:
     """Make ``models_dir/model_name`` serve ``source`` (a packaged model directory) as one deployment
     asks: links to the served version (every version when ``version`` is None: Triton serves the
-    newest), the warm-up data, and a ``config.pbtxt`` of its own (:func:`serving_config`).
+    newest), the warm-up data, and a ``config.pbtxt`` of its own (:func:`serving_config` of the
+    pinned version's packaged config, else of the newest's).
 
     The packaged repository stays read-only and shared: the pod's init container and the local
     runner both call this. Returns the assembled directory.
@@ -409,5 +427,7 @@ def assemble_served_model(source: Path, models_dir: Path, model_name: str, setti
         if entry.name.isdigit() and version is not None and entry.name != str(version):
             continue
         (dst / entry.name).symlink_to(entry.resolve(), target_is_directory=entry.is_dir())
+    if version is not None and (source / str(version) / VERSION_CONFIG_FILE).is_file():
+        packaged = source / str(version) / VERSION_CONFIG_FILE   # its own labels and dims, not the newest's
     (dst / CONFIG_FILE).write_text(serving_config(packaged.read_text(), settings))
     return dst

@@ -1,6 +1,7 @@
 """The local runner's state directory and the CLI commands that read it: whose servers a Ctrl-C
 or `stop` may touch, records kept when two runs write at once, damaged files and hostile names,
-`status`/`logs` of one run, a deployment whose gateway died, a bad volume failing the step."""
+`status`/`logs` of one run, a deployment whose gateway died, a bad volume failing the step, a job
+with export off."""
 
 from __future__ import annotations
 
@@ -159,3 +160,26 @@ spec:
     assert status["phase"] == "Failed" and words in status["message"] and state.processes() == []
     if version is not None:
         assert "(versions there: 1)" in status["message"]
+
+
+def test_a_job_with_export_off_succeeds_after_training_with_no_model_version(tmp_path, monkeypatch):
+    """As the operator does: no export, no version (the local runner exported anyway and failed on
+    the empty export report). Training is stood in (its own tests are in tests/e2e): this checks
+    what the runner does after it."""
+    import yaml
+
+    from tuneline.api import FineTuneJob
+    from tuneline.local import runner as local_runner
+
+    doc = yaml.safe_load(open("examples/bank-assistant.yaml").read().split("\n---")[0])
+    doc["spec"]["export"] = {"onnx": {"enabled": False}}
+    job = FineTuneJob.model_validate(doc)
+    monkeypatch.setattr(local_runner, "ensure_base_model", lambda job, volumes: None)
+    monkeypatch.setattr(local_runner, "train_in_subprocess",
+                        lambda job, output_dir, ctx, log, progress: {"metrics": {"eval_loss": 0.5}})
+    exported = []
+    monkeypatch.setattr(local_runner, "export_and_package", lambda *a: exported.append(a))
+    ctx = local_runner.RunContext(state=LocalState(tmp_path / "state"), volumes={"models": tmp_path / "models"})
+    status = local_runner.run_finetunejob(job, ctx)
+    assert status["phase"] == "Succeeded" and not exported and "modelVersion" not in status.get("artifacts", {})
+    assert status["message"].startswith("trained and evaluated; export is disabled (spec.export)")

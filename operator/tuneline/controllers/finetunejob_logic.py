@@ -139,6 +139,9 @@ def failed_by_pod_failure_policy(job: dict[str, Any]) -> bool:
                for c in (job.get("status") or {}).get("conditions") or [])
 
 
+EXPORT_DISABLED = "trained and evaluated; export is disabled (spec.export), so no model version was made"
+
+
 def export_wanted(job: FineTuneJob) -> bool:
     return job.spec.export.onnx.enabled or job.spec.export.tensorrt.enabled
 
@@ -359,8 +362,7 @@ def _evaluation_stage(act: Action, job: FineTuneJob, rayjobs, settings, generati
     st.set_condition(s, st.EVALUATED, "True", "GatePassed", result.message, generation)
     act.event("Normal", "GatePassed", result.message)
     if not export_wanted(job):
-        return _succeed(act, job, None, generation, now,
-                        "trained and evaluated; export is disabled (spec.export), so no model version was made")
+        return _succeed(act, job, None, generation, now, EXPORT_DISABLED)
     attempt = max([s.get("attempts") or 0, *(attempt_of(rj) for rj in rayjobs)]) or 1
     act.create.append(build_export_job(job, attempt, settings))
     name = export_job_name(job.metadata.name)

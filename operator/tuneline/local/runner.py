@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterator
 
 from tuneline import status as st
 from tuneline.api import FailureReason, FineTuneJob, ModelDeployment, Phase
+from tuneline.controllers.finetunejob_logic import EXPORT_DISABLED, export_wanted
 from tuneline.gate import evaluate_gate
 from tuneline.local.state import LocalState
 
@@ -229,6 +230,12 @@ def run_finetunejob(job: FineTuneJob, ctx: RunContext) -> dict[str, Any]:
     st.set_condition(status, st.EVALUATED, "True", "GatePassed", gate.message, generation)
 
     # --- export + Triton repository -------------------------------------------------------
+    if not export_wanted(job):   # as the operator: no export Job, no model version
+        st.mark_succeeded(status, f"{EXPORT_DISABLED}; the trained model is in {output_dir}", generation)
+        status["progress"] = {**status.get("progress", {}), "percent": 100, "etaSeconds": 0}
+        save()
+        ctx.jobs[name] = status
+        return status
     status["phase"] = Phase.EXPORTING.value
     save()
     try:

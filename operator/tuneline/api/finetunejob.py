@@ -296,6 +296,12 @@ class Export(ApiModel):
     parity: ParityThresholds = Field(default_factory=ParityThresholds)
     keep_versions: int = Field(3, ge=1, le=100, description="model versions kept in the Triton repository")
 
+    rules = (
+        rule("!self.tensorrt.enabled || self.onnx.enabled",
+             "spec.export.tensorrt is built from the ONNX export: set spec.export.onnx.enabled to true with it",
+             lambda e: not e.tensorrt.enabled or e.onnx.enabled, field_path=".onnx.enabled"),
+    )
+
 
 class Output(ApiModel):
     uri: Uri

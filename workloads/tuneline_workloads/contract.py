@@ -17,6 +17,7 @@ PROGRESS_FILE = "progress.json"          # rewritten atomically during training 
 METRICS_FILE = "metrics.jsonl"           # one JSON object per logged step / evaluation
 REPORT_FILE = "report.json"              # final training report (data report, params, metrics)
 DATA_REPORT_FILE = "data_report.json"    # rows in, dropped and why, token length histogram
+TRAINING_SUMMARY_FILE = ".training_summary.json"  # the workers' hand-over: state, parameters, what was written
 TENSORBOARD_DIR = "tensorboard"
 EXPORT_DIR = "export"                    # export/onnx/, export/onnx-genai/, export/tensorrt/
 EXPORT_REPORT_FILE = "export_report.json"

@@ -42,6 +42,12 @@ def export_job_output(name: str, spec, output_dir: Path, volumes: dict[str, Path
 
     output_dir = Path(output_dir)
     model_dir = output_dir / contract.MERGED_DIR
+    summary_file = output_dir / contract.TRAINING_SUMMARY_FILE
+    written = json.loads(summary_file.read_text()).get("written", {}) if summary_file.exists() else {}
+    if "mergedSkipped" in written:   # this training wrote no merged model (a merged/ here is not its own)
+        raise ExportStepError(f"the training of spec.method.type {spec.method.type} left no merged model to export "
+                              f"({written['mergedSkipped']}); turn export off (spec.export.onnx.enabled: false) "
+                              f"or use a method that merges (full, lora, ia3 with mergeAdapter: true)")
     if not model_dir.exists():
         raise ExportStepError(f"{model_dir} is missing: export needs a merged model (spec.method.mergeAdapter: true)")
     labels_file = output_dir / contract.LABELS_FILE

@@ -548,7 +548,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             (output_dir / contract.LABELS_FILE).write_text(json.dumps(labels))
         summary = {"state": asdict(state), "parameters": params, "plan": plan, "written": written,
                    "world_size": world, "device": str(device)}
-        (output_dir / ".training_summary.json").write_text(json.dumps(summary, indent=2))
+        (output_dir / contract.TRAINING_SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
         writer.write_progress(state.step, "Training", done=True)
         writer.close()
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +145,9 @@ def load_trainable_state(model, state: dict[str, torch.Tensor]) -> None:
 
 def save_outputs(model, tokenizer, method, task: str, output_dir: Path, *, labels: list[str] | None = None
                  ) -> dict[str, str]:
-    """adapter/ (peft methods), merged/ (full, or mergeAdapter where the method can merge), tokenizer."""
+    """adapter/ (peft methods), merged/ (full, or mergeAdapter where the method can merge), tokenizer.
+    A merged/ an earlier training left, where this one writes none, is moved aside (never deleted):
+    the export would take it for this training's model."""
     from tuneline_workloads import contract
 
     written: dict[str, str] = {}
@@ -169,4 +172,11 @@ def save_outputs(model, tokenizer, method, task: str, output_dir: Path, *, label
         written["mergedSkipped"] = "a 4-bit base cannot be merged losslessly; reload the base in 16 bits to merge"
     elif method.merge_adapter:
         written["mergedSkipped"] = f"{method.type} adds virtual tokens, which cannot be merged into the weights"
+    else:
+        written["mergedSkipped"] = "spec.method.mergeAdapter is false"
+    stale = output_dir / contract.MERGED_DIR
+    if "merged" not in written and stale.exists():
+        aside = output_dir / f"{contract.MERGED_DIR}.previous-{time.strftime('%Y%m%d-%H%M%S')}"
+        stale.rename(aside)
+        written["mergedMovedAside"] = str(aside)
     return written

@@ -242,7 +242,7 @@ def fit(config: dict[str, Any], plan: dict[str, Any], output_dir: Path):
 def finish(spec, output_dir: Path, model_dir: Path, data_report: dict[str, Any], *, started: float,
            resumed_from: Path | None, plan: dict[str, Any], volumes: dict[str, Path] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Loss plot, held-out accuracy (chat with spec.dataset.heldOut), report.json."""
-    summary = json.loads((output_dir / ".training_summary.json").read_text())
+    summary = json.loads((output_dir / contract.TRAINING_SUMMARY_FILE).read_text())
     state = summary["state"]
     evaluations = state["evaluations"]
     best = next((e for e in evaluations if e.get("step") == state.get("best_step") and "eval_loss" in e),

@@ -226,4 +226,4 @@ def _write_outputs(spec, output_dir: Path, model_dir: Path, prepared, overrides,
     summary = {"state": {**state.__dict__}, "parameters": params, "plan": {**plan, "total_steps": state.step},
                "written": written, "world_size": 1, "device": "cuda" if torch.cuda.is_available() else "cpu",
                "search_overrides": overrides}
-    (output_dir / ".training_summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    (output_dir / contract.TRAINING_SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str))

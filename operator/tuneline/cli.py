@@ -132,6 +132,27 @@ def _load_or_exit(files: list[Path]):
     return resources
 
 
+def _check_references_or_exit(resources, state) -> None:
+    """A ModelDeployment's fromFineTuneJob must name a FineTuneJob of these files or one that succeeded
+    here before: found out before any training, not after it."""
+    from tuneline.controllers.finetunejob_logic import export_wanted
+
+    jobs = {r.metadata.name: r for r in resources if r.kind == "FineTuneJob"}
+    for r in resources:
+        ref = r.kind == "ModelDeployment" and r.spec.model.from_fine_tune_job
+        if ref and ref in jobs and not export_wanted(jobs[ref]):
+            console.print(f"error: ModelDeployment {r.metadata.name}: spec.model.fromFineTuneJob {ref!r} makes no "
+                          "model version to serve: its spec.export is disabled", markup=False, highlight=False,
+                          style="red")
+            raise typer.Exit(EXIT_BAD_INPUT)
+        if ref and ref not in jobs and state.status("FineTuneJob", ref).get("phase") != "Succeeded":
+            have = f"these files have {', '.join(sorted(jobs))}" if jobs else "these files have no FineTuneJob"
+            console.print(f"error: ModelDeployment {r.metadata.name}: spec.model.fromFineTuneJob {ref!r} is not a "
+                          f"FineTuneJob of these files ({have}) and has not succeeded in {state.root}",
+                          markup=False, highlight=False, style="red")
+            raise typer.Exit(EXIT_BAD_INPUT)
+
+
 @app.command()
 def run(
     files: FilesOption,
@@ -158,6 +179,7 @@ def run(
     resources = _load_or_exit(files)
     state = LocalState(state_dir.resolve())
     volumes = _volumes(volume, state_dir.resolve())
+    _check_references_or_exit(resources, state)
     results = []
     run_started = time.time()
     with RunProgress(console, enabled=output is OutputFormat.text) as progress:

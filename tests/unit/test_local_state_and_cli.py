@@ -1,7 +1,7 @@
 """The local runner's state directory and the CLI commands that read it: whose servers a Ctrl-C
 or `stop` may touch, records kept when two runs write at once, damaged files and hostile names,
 `status`/`logs` of one run, a deployment whose gateway died, a bad volume failing the step, a job
-with export off."""
+with export off, a deployment of a job that cannot give it a model."""
 
 from __future__ import annotations
 
@@ -183,3 +183,19 @@ def test_a_job_with_export_off_succeeds_after_training_with_no_model_version(tmp
     status = local_runner.run_finetunejob(job, ctx)
     assert status["phase"] == "Succeeded" and not exported and "modelVersion" not in status.get("artifacts", {})
     assert status["message"].startswith("trained and evaluated; export is disabled (spec.export)")
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda t: t.replace("model: {fromFineTuneJob: bank-intents}", "model: {fromFineTuneJob: bank-intent}"),
+     "spec.model.fromFineTuneJob 'bank-intent' is not a FineTuneJob of these files (these files have bank-intents)"),
+    (lambda t: t.replace("export: {onnx: {quantize: int8}}", "export: {onnx: {enabled: false}}"),
+     "spec.model.fromFineTuneJob 'bank-intents' makes no model version to serve: its spec.export is disabled"),
+])
+def test_a_deployment_of_a_job_that_cannot_give_it_a_model_fails_before_any_training(tmp_path, edit, words):
+    """The reference was checked only when the deployment's turn came, after the whole training."""
+    manifest = tmp_path / "intents.yaml"
+    manifest.write_text(edit(open("examples/intent-classifier.yaml").read()))
+    result = runner.invoke(app, ["run", "-f", str(manifest), "--state-dir", str(tmp_path / "state")])
+    assert result.exit_code == EXIT_BAD_INPUT, result.output
+    assert words in " ".join(result.output.split())
+    assert LocalState(tmp_path / "state").status("FineTuneJob", "bank-intents") == {}   # nothing started

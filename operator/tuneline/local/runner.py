@@ -366,9 +366,12 @@ def run_modeldeployment(md: ModelDeployment, ctx: RunContext, port: int | None =
         job_status = ctx.jobs.get(spec.model.from_fine_tune_job) or ctx.state.status("FineTuneJob",
                                                                                     spec.model.from_fine_tune_job)
         repository = (job_status.get("artifacts") or {}).get("tritonRepository")
-        if job_status.get("phase") != Phase.SUCCEEDED.value or not repository:
+        if job_status.get("phase") != Phase.SUCCEEDED.value:
             raise fail("ModelNotReady", f"spec.model.fromFineTuneJob: FineTuneJob {spec.model.from_fine_tune_job!r} "
                                         "has not succeeded here yet; run it first (same -f file)", 2)
+        if not repository:
+            raise fail("ModelNotReady", f"spec.model.fromFineTuneJob: FineTuneJob {spec.model.from_fine_tune_job!r} "
+                                        "made no model version (its spec.export is disabled)", 2)
         model_name = spec.model.from_fine_tune_job
         version = spec.model.version or job_status["artifacts"].get("modelVersion")
     else:

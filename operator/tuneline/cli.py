@@ -313,6 +313,10 @@ def stop(
     from tuneline.local.state import LocalState
 
     state = LocalState(state_dir.resolve())
+    if name is not None and not state.run_path("ModelDeployment", name).exists():
+        # a typo must not read as success while the real server keeps running
+        console.print(f"error: no local ModelDeployment named {name!r} in {state_dir}", markup=False, style="red")
+        raise typer.Exit(EXIT_BAD_INPUT)
     stopped = state.stop_processes(owner=f"ModelDeployment/{name}" if name else None)
     _mark_stopped(state, stopped, "stopped by `tuneline stop`")
     console.print(f"stopped {len(stopped)} process(es)" + (f" of {name}" if name else ""))

@@ -199,3 +199,13 @@ def test_a_deployment_of_a_job_that_cannot_give_it_a_model_fails_before_any_trai
     assert result.exit_code == EXIT_BAD_INPUT, result.output
     assert words in " ".join(result.output.split())
     assert LocalState(tmp_path / "state").status("FineTuneJob", "bank-intents") == {}   # nothing started
+
+
+def test_stop_of_a_name_never_run_here_is_an_error_and_creates_nothing(tmp_path):
+    """It printed "stopped 0 process(es) of ghost" and exited 0: a typo read as success while the
+    real server kept running."""
+    result = runner.invoke(app, ["stop", "ghost", "--state-dir", str(tmp_path / "state")])
+    assert result.exit_code == EXIT_BAD_INPUT and "no local ModelDeployment named 'ghost'" in result.output
+    result = runner.invoke(app, ["stop", "--state-dir", str(tmp_path / "state")])
+    assert result.exit_code == 0 and "stopped 0 process(es)" in result.output
+    assert not (tmp_path / "state").exists()

@@ -127,6 +127,8 @@ class LocalState:
         """SIGTERM (then SIGKILL) the process groups this state started; only those, and of them only
         ``owner``'s (or ``owners``'), started after ``started_after``, when given."""
         stopped, kept = [], []
+        if not self.processes_file.exists():   # nothing was ever started here: nothing to create either
+            return stopped
         with _locked(self.processes_file):
             for proc in self.processes():
                 if ((owner is not None and proc["owner"] != owner)

@@ -202,9 +202,12 @@ def run(
         except KeyboardInterrupt:
             progress.failed("interrupted: checkpoints are kept; rerun the same command to resume")
             # only the servers this run was starting: earlier runs' deployments keep serving
-            _mark_stopped(state, state.stop_processes(owners={f"{r.kind}/{r.metadata.name}" for r in resources},
-                                                      started_after=run_started),
-                          "interrupted while starting (Ctrl-C)")
+            stopped = state.stop_processes(owners={f"{r.kind}/{r.metadata.name}" for r in resources},
+                                           started_after=run_started)
+            # and a deployment interrupted before it recorded a server says so too
+            starting = [{"owner": f"{r.kind}/{r.metadata.name}"} for r in resources if r.kind == "ModelDeployment"
+                        and state.status(r.kind, r.metadata.name).get("phase") == "Progressing"]
+            _mark_stopped(state, stopped + starting, "interrupted while starting (Ctrl-C)")
             raise typer.Exit(EXIT_INTERRUPTED) from None
     if report:
         from tuneline.local.report import demo_report

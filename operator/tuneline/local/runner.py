@@ -403,8 +403,12 @@ def run_modeldeployment(md: ModelDeployment, ctx: RunContext, port: int | None =
     server = TritonServer(served, models=[model_name], log_file=triton_log)
     try:
         server.start(timeout=300)
-    except Exception as exc:  # noqa: BLE001
-        raise fail("TritonFailed", f"Triton did not become ready: {exc} (log: {triton_log})") from exc
+    except BaseException as exc:
+        # not ready, or Ctrl-C while it starts: it is not recorded yet, so nothing else would stop it
+        server.stop(10)
+        if isinstance(exc, Exception):
+            raise fail("TritonFailed", f"Triton did not become ready: {exc}") from exc
+        raise
     ctx.state.record_process(f"{kind}/{name}", "triton", server.process.pid, http=server.http_port,
                              grpc=server.grpc_port, metrics=server.metrics_port)
 

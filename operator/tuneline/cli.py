@@ -104,13 +104,24 @@ StateOption = Annotated[Path, typer.Option("--state-dir", envvar="TUNELINE_STATE
 DEFAULT_STATE = Path(".tuneline")
 
 
-def _volumes(pairs: list[str], state_dir: Path) -> dict[str, Path]:
+def _bad_input(output: OutputFormat, messages: list[str], errors: list[dict] | None = None) -> typer.Exit:
+    """Say what is wrong (one JSON document on stdout with -o json, as a run's other outcomes) → the
+    exit to raise."""
+    if output is OutputFormat.json:
+        print(json.dumps({"succeeded": False, "error": "; ".join(messages), "errors": errors or [], "results": []},
+                         indent=2))
+    else:
+        for message in messages:
+            console.print(f"error: {message}", markup=False, highlight=False, style="red")
+    return typer.Exit(EXIT_BAD_INPUT)
+
+
+def _volumes(pairs: list[str], state_dir: Path, output: OutputFormat = OutputFormat.text) -> dict[str, Path]:
     volumes = {"models": state_dir / "models"}
     for pair in pairs:
         name, sep, directory = pair.partition("=")
         if not sep or not name or not directory:
-            console.print(f"error: --volume {pair!r}: expected NAME=DIR", markup=False, style="red")
-            raise typer.Exit(EXIT_BAD_INPUT)
+            raise _bad_input(output, [f"--volume {pair!r}: expected NAME=DIR"])
         volumes[name] = Path(directory).resolve()
     return volumes
 
@@ -119,20 +130,17 @@ def _no_manifests(files: list[Path]) -> str:
     return f"{', '.join(map(str, files))}: no FineTuneJob or ModelDeployment in these files"
 
 
-def _load_or_exit(files: list[Path]):
+def _load_or_exit(files: list[Path], output: OutputFormat = OutputFormat.text):
     try:
         resources = load_manifests(files)
     except InvalidManifests as exc:
-        for err in exc.errors:
-            console.print(f"error: {err}", markup=False, highlight=False, style="red")
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        raise _bad_input(output, [str(err) for err in exc.errors], [err.__dict__ for err in exc.errors]) from None
     if not resources:
-        console.print(f"error: {_no_manifests(files)}", markup=False, style="red")
-        raise typer.Exit(EXIT_BAD_INPUT)
+        raise _bad_input(output, [_no_manifests(files)])
     return resources
 
 
-def _check_references_or_exit(resources, state) -> None:
+def _check_references_or_exit(resources, state, output: OutputFormat = OutputFormat.text) -> None:
     """A ModelDeployment's fromFineTuneJob must name a FineTuneJob of these files or one that succeeded
     here before: found out before any training, not after it."""
     from tuneline.controllers.finetunejob_logic import export_wanted
@@ -141,16 +149,12 @@ def _check_references_or_exit(resources, state) -> None:
     for r in resources:
         ref = r.kind == "ModelDeployment" and r.spec.model.from_fine_tune_job
         if ref and ref in jobs and not export_wanted(jobs[ref]):
-            console.print(f"error: ModelDeployment {r.metadata.name}: spec.model.fromFineTuneJob {ref!r} makes no "
-                          "model version to serve: its spec.export is disabled", markup=False, highlight=False,
-                          style="red")
-            raise typer.Exit(EXIT_BAD_INPUT)
+            raise _bad_input(output, [f"ModelDeployment {r.metadata.name}: spec.model.fromFineTuneJob {ref!r} makes "
+                                      "no model version to serve: its spec.export is disabled"])
         if ref and ref not in jobs and state.status("FineTuneJob", ref).get("phase") != "Succeeded":
             have = f"these files have {', '.join(sorted(jobs))}" if jobs else "these files have no FineTuneJob"
-            console.print(f"error: ModelDeployment {r.metadata.name}: spec.model.fromFineTuneJob {ref!r} is not a "
-                          f"FineTuneJob of these files ({have}) and has not succeeded in {state.root}",
-                          markup=False, highlight=False, style="red")
-            raise typer.Exit(EXIT_BAD_INPUT)
+            raise _bad_input(output, [f"ModelDeployment {r.metadata.name}: spec.model.fromFineTuneJob {ref!r} is not "
+                                      f"a FineTuneJob of these files ({have}) and has not succeeded in {state.root}"])
 
 
 @app.command()
@@ -176,10 +180,10 @@ def run(
     from tuneline.local.runner import RunContext, StepFailed, run_finetunejob, run_modeldeployment
     from tuneline.local.state import LocalState
 
-    resources = _load_or_exit(files)
+    resources = _load_or_exit(files, output)
     state = LocalState(state_dir.resolve())
-    volumes = _volumes(volume, state_dir.resolve())
-    _check_references_or_exit(resources, state)
+    volumes = _volumes(volume, state_dir.resolve(), output)
+    _check_references_or_exit(resources, state, output)
     results = []
     run_started = time.time()
     with RunProgress(console, enabled=output is OutputFormat.text) as progress:
@@ -208,6 +212,8 @@ def run(
             starting = [{"owner": f"{r.kind}/{r.metadata.name}"} for r in resources if r.kind == "ModelDeployment"
                         and state.status(r.kind, r.metadata.name).get("phase") == "Progressing"]
             _mark_stopped(state, stopped + starting, "interrupted while starting (Ctrl-C)")
+            if output is OutputFormat.json:
+                print(json.dumps({"succeeded": False, "error": "interrupted", "results": results}, indent=2))
             raise typer.Exit(EXIT_INTERRUPTED) from None
     if report:
         from tuneline.local.report import demo_report

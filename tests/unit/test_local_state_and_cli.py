@@ -1,7 +1,8 @@
 """The local runner's state directory and the CLI commands that read it: whose servers a Ctrl-C
 or `stop` may touch, records kept when two runs write at once, damaged files and hostile names,
 `status`/`logs` of one run, a deployment whose gateway died, a bad volume failing the step, a job
-with export off, a deployment of a job that cannot give it a model."""
+with export off, a deployment of a job that cannot give it a model, `stop` of an unknown name,
+`run -o json` on bad input."""
 
 from __future__ import annotations
 
@@ -209,3 +210,16 @@ def test_stop_of_a_name_never_run_here_is_an_error_and_creates_nothing(tmp_path)
     result = runner.invoke(app, ["stop", "--state-dir", str(tmp_path / "state")])
     assert result.exit_code == 0 and "stopped 0 process(es)" in result.output
     assert not (tmp_path / "state").exists()
+
+
+def test_run_with_json_output_answers_bad_input_with_one_json_document(tmp_path):
+    """An invalid manifest or --volume printed only to stderr: a script's json.loads of stdout failed."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(open("examples/intent-classifier.yaml").read().replace("learningRate: 5.0e-5", "learningRate: -1"))
+    result = runner.invoke(app, ["run", "-f", str(bad), "--state-dir", str(tmp_path / "state"), "-o", "json"])
+    answer = json.loads(result.stdout)
+    assert result.exit_code == EXIT_BAD_INPUT and answer["succeeded"] is False and answer["results"] == []
+    assert any("learningRate" in e["field"] for e in answer["errors"]) and "learningRate" in answer["error"]
+    result = runner.invoke(app, ["run", "-f", "examples/intent-classifier.yaml", "-v", "data", "-o", "json",
+                                 "--state-dir", str(tmp_path / "state")])
+    assert result.exit_code == EXIT_BAD_INPUT and "--volume 'data': expected NAME=DIR" in json.loads(result.stdout)["error"]

@@ -242,14 +242,26 @@ def _print_statuses(state, runs=None) -> None:
     Console().print(table)
 
 
+_IN_PROGRESS = ("Pending", "Training", "Evaluating", "Exporting")
+
+
 def _with_liveness(state, runs):
-    """A deployment recorded as Available whose gateway is no longer running is not available."""
+    """A deployment recorded as Available whose gateway is no longer running is not available; a job
+    recorded as in progress whose `tuneline run` is gone (killed, the terminal closed, the machine
+    restarted) is not in progress."""
+    from tuneline.local.state import alive
+
     gateways = {p["owner"] for p in state.processes() if p.get("role") == "gateway"}
     out = []
     for kind, name, status in runs:
         if kind == "ModelDeployment" and status.get("phase") == "Available" and f"{kind}/{name}" not in gateways:
             status = {**status, "phase": "NotRunning",
                       "message": "its gateway is not running (machine restarted, or killed): rerun `tuneline run -f ...`"}
+        elif (kind == "FineTuneJob" and status.get("phase") in _IN_PROGRESS
+              and isinstance(status.get("localRunner"), dict) and not alive(status["localRunner"])):
+            status = {**status, "phase": "Failed", "reason": "Interrupted",
+                      "message": f"its `tuneline run` stopped while {status['phase'].lower()} (killed, or the machine "
+                                 "restarted); rerun `tuneline run -f <manifest>` to resume from the latest checkpoint"}
         out.append((kind, name, status))
     return out
 

@@ -2,7 +2,7 @@
 or `stop` may touch, records kept when two runs write at once, damaged files and hostile names,
 `status`/`logs` of one run, a deployment whose gateway died, a bad volume failing the step, a job
 with export off, a deployment of a job that cannot give it a model, `stop` of an unknown name,
-`run -o json` on bad input."""
+`run -o json` on bad input, a job whose run was killed."""
 
 from __future__ import annotations
 
@@ -223,3 +223,20 @@ def test_run_with_json_output_answers_bad_input_with_one_json_document(tmp_path)
     result = runner.invoke(app, ["run", "-f", "examples/intent-classifier.yaml", "-v", "data", "-o", "json",
                                  "--state-dir", str(tmp_path / "state")])
     assert result.exit_code == EXIT_BAD_INPUT and "--volume 'data': expected NAME=DIR" in json.loads(result.stdout)["error"]
+
+
+def test_a_job_whose_run_was_killed_is_not_shown_as_training(tmp_path):
+    """A `tuneline run` killed by SIGTERM/SIGHUP (the terminal closed) left "Training" for good."""
+    from tuneline.local.state import this_process
+
+    state = LocalState(tmp_path / "state")
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    for name, runner_record in (("killed", {"pid": gone.pid, "startTicks": 1}), ("running", this_process())):
+        state.save_spec("FineTuneJob", name, {})
+        state.save_status("FineTuneJob", name, {"phase": "Training", "localRunner": runner_record})
+    result = runner.invoke(app, ["status", "--state-dir", str(tmp_path / "state"), "-o", "json"])
+    shown = {r["name"]: r["status"] for r in json.loads(result.stdout)}
+    assert (shown["killed"]["phase"], shown["killed"]["reason"]) == ("Failed", "Interrupted")
+    assert "stopped while training" in shown["killed"]["message"] and "resume" in shown["killed"]["message"]
+    assert shown["running"]["phase"] == "Training"

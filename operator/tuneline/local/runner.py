@@ -23,7 +23,7 @@ from tuneline import status as st
 from tuneline.api import FailureReason, FineTuneJob, ModelDeployment, Phase
 from tuneline.controllers.finetunejob_logic import EXPORT_DISABLED, export_wanted
 from tuneline.gate import evaluate_gate
-from tuneline.local.state import LocalState
+from tuneline.local.state import LocalState, this_process
 
 ProgressCallback = Callable[[str, dict[str, Any]], None]
 
@@ -163,7 +163,9 @@ def run_finetunejob(job: FineTuneJob, ctx: RunContext) -> dict[str, Any]:
         ctx.jobs[name] = status
         return status
     ctx.state.save_spec(kind, name, spec_wire)
-    status = {"phase": Phase.PENDING.value, "startTime": st.now(), "attempts": status.get("attempts", 0) + 1}
+    status = {"phase": Phase.PENDING.value, "startTime": st.now(), "attempts": status.get("attempts", 0) + 1,
+              # whose run this is: `tuneline status` tells a killed run from a running one
+              "localRunner": this_process()}
     st.initial_conditions(status, st.FINETUNEJOB_CONDITIONS, generation)
     save = lambda: ctx.state.save_status(kind, name, status)  # noqa: E731
     save()

@@ -113,7 +113,7 @@ class LocalState:
         if recorded is None and self.processes_file.exists():
             raise LocalStateError(f"{self.processes_file} is not readable JSON: the servers it recorded cannot "
                                   f"be found; stop them by hand (ps -ef | grep tritonserver) and delete the file")
-        return [p for p in (recorded if isinstance(recorded, list) else []) if isinstance(p, dict) and _alive(p)]
+        return [p for p in (recorded if isinstance(recorded, list) else []) if isinstance(p, dict) and alive(p)]
 
     def record_process(self, owner: str, role: str, pid: int, **info: Any) -> None:
         with _locked(self.processes_file):
@@ -182,7 +182,12 @@ def _start_ticks(pid: int) -> int | None:
     return int(stat.rsplit(")", 1)[1].split()[19])
 
 
-def _alive(proc: dict[str, Any]) -> bool:
+def this_process() -> dict[str, Any]:
+    """This process as a record :func:`alive` can check later."""
+    return {"pid": os.getpid(), "startTicks": _start_ticks(os.getpid())}
+
+
+def alive(proc: dict[str, Any]) -> bool:
     """Alive and still the process we started (pids are reused)."""
     ticks = _start_ticks(proc["pid"])
     return ticks is not None and ticks == proc.get("startTicks", ticks)

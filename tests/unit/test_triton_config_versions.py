@@ -162,7 +162,7 @@ def test_a_tensorrt_version_is_configured_within_its_engines_profile(tmp_path):
     export, report = fake_classifier_export(tmp_path)
     (export / "tensorrt").mkdir()
     (export / "tensorrt" / "model.plan").write_bytes(b"engine")
-    plan = {"settings": {"max_batch_size": 4, "max_sequence_length": 8}}
+    plan = {"precision": "fp16", "settings": {"max_batch_size": 4, "max_sequence_length": 8}}
     repository = tmp_path / "triton"
     repo.add_model_version(repository, "m", "sequence-classification", export,
                            {**report, "tensorrt": {"status": "Built", "plan": plan}}, backend="tensorrt",
@@ -172,3 +172,6 @@ def test_a_tensorrt_version_is_configured_within_its_engines_profile(tmp_path):
     assert cfg.parameters["max_sequence_length"].string_value == "8"
     assert all(list(w.dims) == [8] for w in cfg.model_warmup[0].inputs.values())
     assert (repository / "m" / "1" / "model.plan").read_bytes() == b"engine"
+    # the engine's own precision, and no parity claimed for it (it was the ORT variant's, fp32, passed)
+    described = json.loads((repository / "m" / "1" / "version.json").read_text())
+    assert described["precision"] == "fp16" and described["parity"]["checked"] is False

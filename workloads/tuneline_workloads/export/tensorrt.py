@@ -74,8 +74,8 @@ def build_plan(onnx_path: Path, out_dir: Path, settings: TensorRTSettings, input
                         "opt": list(profile.opt_shape), "max": list(profile.max_shape)},
             "settings": asdict(settings)}
     if settings.precision == "int8" and calibration_cache is None:
-        plan["warning"] = ("int8 without a calibration cache: TensorRT uses placeholder dynamic ranges; "
-                           "accuracy must be checked by the parity gate")
+        plan["warning"] = ("int8 without a calibration cache: TensorRT uses placeholder dynamic ranges, and "
+                           "the engine's outputs are not parity-checked (the ONNX file is); prefer fp16")
     return plan
 
 

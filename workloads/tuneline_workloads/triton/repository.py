@@ -356,6 +356,10 @@ def add_model_version(repository: Path, model_name: str, task: str, export_dir: 
                     raise FileNotFoundError(f"{engine}: this export built no TensorRT engine "
                                             f"({(report.get('tensorrt') or {}).get('reason', 'not run')})")
                 _place(engine, staging / "model.plan")
+                # version.json describes the engine, not the ONNX Runtime variant parity checked
+                primary = {"precision": report["tensorrt"].get("plan", {}).get("precision"),
+                           "parity": {"checked": False, "reason": "the engine's outputs are not compared with "
+                                                                  "PyTorch; the ONNX file it was built from is"}}
             trt = (report.get("tensorrt") or {}).get("plan", {}).get("settings", {})
             max_sequence, engine_batch = int(report.get("maxSequenceLength", 512)), None
             if kind == "tensorrt-classifier" and trt:   # an engine takes nothing beyond its profile

@@ -144,7 +144,8 @@ class Rollout(ApiModel):
     strategy: Literal["canary", "recreate"] = "canary"
     steps: list[RolloutStep] = Field(
         default_factory=lambda: [RolloutStep(weight=10, pause_seconds=300), RolloutStep(weight=50, pause_seconds=300)],
-        max_length=20)
+        min_length=1, max_length=20, description="the canary's traffic steps (at least one); strategy recreate "
+                                                 "ignores them")
     analysis: Analysis = Field(default_factory=Analysis)
     revision_history_limit: int = Field(3, ge=1, le=100)
     gateway: GatewayRef | None = Field(None, description="split traffic with a Gateway API HTTPRoute")

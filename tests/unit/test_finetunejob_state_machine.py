@@ -301,3 +301,74 @@ def test_s3_data_or_output_is_rejected_naming_the_field(spec, field):
     assert w.status["phase"] == "Failed" and w.status["reason"] == "InvalidSpec"
     assert w.status["message"].startswith(f"{field}: s3:// is not synced") and "pvc://" in w.status["message"]
     assert not w.rayjobs
+
+
+def test_suspended_before_start_then_resumed_says_so_in_its_condition():
+    """It trained with Suspended=True and the message that no RayJob would be created."""
+    w = World(suspend=True)
+    w.run(); w.run()
+    w.body["spec"]["suspend"] = False
+    w.run()
+    assert w.rayjobs and w.cond("Suspended")["status"] == "False" and w.cond("Suspended")["reason"] == "Resumed"
+
+
+def test_a_retry_made_while_the_user_suspends_starts_no_ray_cluster():
+    w = World(backoffLimit=2)
+    w.run(); w.run()
+    w.ray("bank-assistant-a1", jobDeploymentStatus="Running", jobStatus="RUNNING")
+    w.run()
+    w.body["spec"]["suspend"] = True
+    w.ray("bank-assistant-a1", jobDeploymentStatus="Failed", jobStatus="FAILED", message="NCCL timeout")
+    w.step()
+    assert w.rayjobs["bank-assistant-a2"]["spec"]["suspend"] is True
+
+
+def test_a_failed_job_is_neither_suspended_nor_queued():
+    w = World(backoffLimit=0)
+    w.run(); w.run()
+    w.ray("bank-assistant-a1", jobDeploymentStatus="Running", jobStatus="RUNNING")
+    w.run()
+    w.body["spec"]["suspend"] = True
+    w.step()
+    assert w.cond("Suspended")["status"] == "True"
+    w.ray("bank-assistant-a1", jobDeploymentStatus="Failed", jobStatus="FAILED", message="OOM")
+    w.step()
+    assert w.status["phase"] == "Failed" and w.cond("Suspended")["status"] == "False"
+
+
+def test_the_deadline_clock_waits_while_queued_and_starts_at_admission():
+    """A job that waited for Kueue longer than its deadline failed without ever running."""
+    w = World(queueName="team-a-gpus", activeDeadlineSeconds=3600)
+    w.run(); w.run()
+    w.now = T0 + timedelta(hours=2)
+    w.run()
+    assert w.status["phase"] == "Queued"
+    w.rayjobs["bank-assistant-a1"]["spec"]["suspend"] = False   # admitted after two hours
+    w.ray("bank-assistant-a1", jobDeploymentStatus="Running", jobStatus="RUNNING")
+    w.run()
+    w.now = T0 + timedelta(hours=2, minutes=50)
+    w.run()
+    assert w.status["phase"] == "Training"
+    w.now = T0 + timedelta(hours=3, seconds=1)
+    w.run()
+    assert w.status["reason"] == "DeadlineExceeded"
+
+
+def test_work_finished_before_a_late_look_is_not_failed_for_the_deadline():
+    """The export finished in time; the operator's next look (its timer) came after the deadline."""
+    w = World(activeDeadlineSeconds=3600)
+    w.trained_and_passed_the_gate()
+    assert w.status["phase"] == "Exporting"
+    w.export_job["status"] = {"conditions": [{"type": "Complete", "status": "True"}]}
+    w.status.setdefault("artifacts", {})["modelVersion"] = 1
+    w.now = T0 + timedelta(seconds=3605)
+    act = w.step()
+    assert w.status["phase"] == "Succeeded" and act.handoff is not None
+
+    w = World(activeDeadlineSeconds=3600, backoffLimit=0)   # the same for a training seen finished late
+    w.run(); w.run()
+    w.report(evalLoss=1.0)
+    w.ray("bank-assistant-a1", jobStatus="SUCCEEDED")
+    w.now = T0 + timedelta(seconds=3601)
+    w.run()
+    assert w.status["phase"] == "Exporting"

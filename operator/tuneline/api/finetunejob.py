@@ -431,4 +431,6 @@ class FineTuneJobStatus(ApiModel):
     ray_job_name: str | None = None
     export_job_name: str | None = None
     start_time: str | None = None
+    active_since: str | None = Field(None, description="when activeDeadlineSeconds' clock last started (it "
+                                                       "waits while the job is suspended or queued)")
     completion_time: str | None = None

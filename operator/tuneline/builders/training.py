@@ -110,7 +110,8 @@ def build_rayjob(job: FineTuneJob, attempt: int, settings: Settings) -> dict[str
         "ttlSecondsAfterFinished": settings.ray_cluster_ttl_seconds,
         # retries are FineTuneJob attempts (spec.backoffLimit), each its own RayJob
         "backoffLimit": 0,
-        "suspend": bool(spec.queue_name),
+        # Kueue admits it; spec.suspend (a retry made while the user suspends) must not start a cluster
+        "suspend": bool(spec.queue_name) or spec.suspend,
         "rayClusterSpec": {
             "rayVersion": settings.ray_version,
             "headGroupSpec": {

@@ -200,10 +200,15 @@ def next_action(body: dict[str, Any], rayjobs: list[dict[str, Any]], export_job:
         act.requeue_after = 0
         return act
 
-    # the deadline covers the whole job (training, evaluation, export), measured from startTime
+    # the deadline covers the whole job (training, evaluation, export) while it is active: as a Job's,
+    # its clock stops while suspended or waiting for Kueue, and starts again when the job resumes
+    paused = phase in (Phase.SUSPENDED, Phase.QUEUED)
+    if paused:
+        status["activeSince"] = _iso(now)   # the last paused look: the clock starts from the resume
     deadline = job.spec.active_deadline_seconds
-    started = _ts(status.get("startTime"))
-    if deadline is not None and started is not None and now >= started + timedelta(seconds=deadline):
+    started = _ts(status.get("activeSince") or status.get("startTime"))
+    if (deadline is not None and not paused and started is not None and now >= started + timedelta(seconds=deadline)
+            and not _work_done(phase, rayjobs, export_job)):
         for rj in rayjobs:
             if rayjob_state(rj) not in ("succeeded", "failed"):
                 act.delete.append(("ray.io/v1", "RayJob", rj["metadata"]["name"]))
@@ -218,6 +223,17 @@ def next_action(body: dict[str, Any], rayjobs: list[dict[str, Any]], export_job:
     if phase == Phase.EVALUATING:
         return _evaluation_stage(act, job, rayjobs, settings, generation, now)
     return _training_stage(act, job, phase, rayjobs, settings, generation, now)
+
+
+def _work_done(phase: Phase | None, rayjobs, export_job) -> bool:
+    """The stage under way has finished, though the operator sees it only after the deadline (its
+    timer, the version's grace period, a restart): finished work is not failed for a late look."""
+    if export_job is not None:
+        return job_state(export_job)[0] == "complete"
+    if phase == Phase.EVALUATING:   # training is over; the gate is judged here, at once
+        return True
+    latest = max(rayjobs, key=attempt_of, default=None)
+    return phase in (Phase.PENDING, Phase.TRAINING) and latest is not None and rayjob_state(latest) == "succeeded"
 
 
 # --- stages ------------------------------------------------------------------------------------
@@ -270,6 +286,8 @@ def _training_stage(act: Action, job: FineTuneJob, phase: Phase | None, rayjobs,
             st.set_condition(s, st.SUSPENDED, "True", "SuspendedByUser", msg, generation)
             _set_phase(act, Phase.SUSPENDED, "Suspended", msg)
             return act
+        if (st.get_condition(s, st.SUSPENDED) or {}).get("status") == "True":   # suspended before any RayJob
+            st.set_condition(s, st.SUSPENDED, "False", "Resumed", "spec.suspend is false: starting", generation)
         return _start_attempt(act, job, max(attempt, 1), settings, generation)
 
     name = current["metadata"]["name"]
@@ -460,6 +478,9 @@ def _fail(act: Action, reason: FailureReason, message: str, generation, now: dat
     s = act.status
     s["completionTime"] = _iso(now)
     st.mark_failed(s, reason, message, generation)
+    for cond in (st.QUEUED, st.SUSPENDED):   # a failed job is neither waiting nor suspended
+        if (st.get_condition(s, cond) or {}).get("status") == "True":
+            st.set_condition(s, cond, "False", reason.value, message, generation)
     if trained is False:
         st.set_condition(s, st.TRAINED, "False", reason.value, message, generation)
     act.event("Warning", reason.value, message)

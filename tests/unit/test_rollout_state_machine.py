@@ -218,7 +218,7 @@ def test_a_newer_version_during_a_canary_supersedes_it():
     w.target = model(5)
     act = w.run()
     assert act.canary == (3, model(5)) and act.weight == 0
-    assert w.status["history"][-1]["revision"] == 2 and w.status["history"][-1]["outcome"] == "Superseded"
+    assert w.status["history"][-1]["revision"] == 2 and w.status["history"][-1]["outcome"] == "Aborted"
     assert "CanaryAborted" in w.events
 
 
@@ -261,3 +261,47 @@ def test_model_uri_round_trips_through_history():
 def test_first_visit_writes_every_condition(status):
     act = next_rollout_action(spec(), status, Observed(target=None, generation=2), T0)
     assert {c["type"] for c in act.status["conditions"]} == {"Available", "Progressing", "Degraded"}
+
+
+def test_a_canary_stopped_before_it_was_judged_is_not_known_good():
+    """An aborted canary was recorded Superseded, which counted as known good: asked for again, it
+    replaced the stable revision once ready, with no step and no analysis."""
+    w = deployed()
+    w.target = model(4)
+    w.run(), w.run()
+    assert w.status["canary"]["step"] == 1
+    w.target = model(3)   # the spec went back before v4 was judged
+    w.run()
+    assert w.status["history"][-1]["outcome"] == "Aborted"
+    w.target = model(4)
+    assert w.run(ready=False).name == "StartCanary" and w.events[-1] == "CanaryStarted"
+    act = w.run()
+    assert act.name == "Step" and act.weight == 10 and act.stable[0] == 1
+
+
+def test_a_canary_whose_pods_stop_being_ready_during_a_step_is_rolled_back():
+    """Readiness was checked only before step 1: a canary that crash-looped at 10% answered nothing,
+    so its metrics never failed it, and it stayed at 10% (of traffic sent nowhere) for good."""
+    w = deployed()
+    w.target = model(4)
+    w.run(), w.run()
+    rev = w.status["canary"]["revision"]
+
+    def pods_ready(n):
+        w.deployments[rev] = RevisionState(rev, model(4), 1, n)
+    pods_ready(0)
+    w.tick(300)
+    assert w.run(ready=False).name == "Steady" and w.status["canary"]["notReadySince"]
+    pods_ready(1)   # a restart that recovers resets the clock
+    w.tick(300)
+    w.run(ready=False)
+    assert w.status["canary"]["notReadySince"] is None
+    pods_ready(0)
+    w.tick(1)
+    w.run(ready=False)
+    w.tick(599)
+    assert w.run(ready=False).name == "Steady"
+    w.tick(2)
+    act = w.run(ready=False)
+    assert act.name == "Rollback" and "CanaryNotReady" in w.status["history"][-1]["reason"]
+    assert "had no pod ready for 601 s" in w.status["history"][-1]["reason"]

@@ -195,6 +195,7 @@ class CanaryStatus(ApiModel):
     weight: int = 0
     step: int = 0
     step_started: str | None = None
+    not_ready_since: str | None = Field(None, description="since when the canary's pods are not all ready")
 
 
 class RevisionRecord(ApiModel):
@@ -202,7 +203,7 @@ class RevisionRecord(ApiModel):
     model_version: int | None = None
     uri: str | None = None
     deployed_at: str | None = None
-    outcome: Literal["Promoted", "RolledBack", "Superseded", "Active"] = "Active"
+    outcome: Literal["Promoted", "RolledBack", "Superseded", "Aborted", "Active"] = "Active"
     reason: str | None = None
 
 

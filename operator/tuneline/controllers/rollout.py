@@ -40,8 +40,9 @@ from tuneline.builders.serving import ServedModel, stable_replicas
 
 # outcomes of history records
 ACTIVE, PROMOTED, SUPERSEDED, ROLLED_BACK = "Active", "Promoted", "Superseded", "RolledBack"
+ABORTED = "Aborted"   # a canary stopped before it was judged: never known good
 SERVING = (ACTIVE, PROMOTED)
-KNOWN_GOOD = (ACTIVE, PROMOTED, SUPERSEDED)
+KNOWN_GOOD = (ACTIVE, PROMOTED, SUPERSEDED)   # served as the stable revision
 
 # condition reasons
 R_WAITING_FOR_MODEL = "WaitingForModel"
@@ -235,7 +236,7 @@ def next_rollout_action(spec: ModelDeploymentSpec, status: dict[str, Any] | None
                else f"{describe(target)} was asked for before it was promoted")
         history.append({"revision": canary["revision"], "modelVersion": canary_model.version,
                         "uri": model_uri(canary_model), "deployedAt": canary.get("stepStarted") or iso(now),
-                        "outcome": SUPERSEDED, "reason": f"canary stopped: {why}"})
+                        "outcome": ABORTED, "reason": f"canary stopped: {why}"})
         events.append(Event("Normal", "CanaryAborted", f"revision {canary['revision']} ({describe(canary_model)}) "
                                                        f"stopped at {canary.get('weight', 0)}%: {why}"))
         s.pop("canary", None)
@@ -315,7 +316,27 @@ def next_rollout_action(spec: ModelDeploymentSpec, status: dict[str, Any] | None
                 and m.error_rate > analysis.max_error_rate
             latency_breach = m is not None and m.requests > 0 and m.requests >= analysis.min_requests \
                 and m.p99_ms is not None and m.p99_ms > analysis.max_p99_latency_ms
-            if error_breach or latency_breach:
+            # pods that stop being ready once the canary takes traffic (a crash loop) answer nothing, so
+            # its metrics never fail it: a canary with no ready pod for as long as it may take to start
+            # is rolled back
+            serving = obs is not None and obs.ready >= 1
+            down_since = parse_time(canary.get("notReadySince"))
+            if serving:
+                if down_since is not None:
+                    canary["notReadySince"] = None   # null: the status patch removes it
+            elif down_since is None:
+                canary["notReadySince"], down_since = iso(now), now
+            down = 0.0 if serving else (now - down_since).total_seconds()
+            if not serving and down > observed.canary_ready_timeout_seconds:
+                outcome = ("rollback", f"{R_CANARY_NOT_READY}: revision {rev} at {canary.get('weight')}% (step "
+                                       f"{step}/{len(rollout.steps)}) had no pod ready for {down:.0f} s "
+                                       f"(limit {observed.canary_ready_timeout_seconds:.0f} s)")
+            elif not serving:
+                progress_reason = R_CANARY_PAUSED
+                progress_message = (f"revision {rev} at {canary.get('weight')}% (step {step}/{len(rollout.steps)}) "
+                                    "has no pod ready; rolled back if none is within "
+                                    f"{observed.canary_ready_timeout_seconds - down:.0f} s")
+            elif error_breach or latency_breach:
                 what = []
                 if error_breach:
                     what.append(f"error rate {m.error_rate:.2%} > {analysis.max_error_rate:.2%} "

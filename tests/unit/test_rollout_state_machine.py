@@ -305,3 +305,69 @@ def test_a_canary_whose_pods_stop_being_ready_during_a_step_is_rolled_back():
     act = w.run(ready=False)
     assert act.name == "Rollback" and "CanaryNotReady" in w.status["history"][-1]["reason"]
     assert "had no pod ready for 601 s" in w.status["history"][-1]["reason"]
+
+
+# a last step of 20%: one canary replica beside four stable ones
+SMALL_STEPS = {"steps": [{"weight": 10, "pauseSeconds": 300}, {"weight": 20, "pauseSeconds": 300}]}
+
+
+def test_a_canary_replaces_the_stable_only_once_scaled_to_the_stable_size():
+    """A promotion retired the old stable in the same pass, while the new one ran only its canary-sized
+    replicas (1 after a fast rollback, half at a 50% last step): all traffic on a few pods."""
+    w = deployed(sp=spec(replicas=4, rollout=SMALL_STEPS))
+    w.deployments[1] = RevisionState(1, model(3), 4, 4)
+    w.target = model(4)
+    w.run(ready=False), w.run()
+    w.tick(300), w.run(GOOD)
+    w.tick(300)
+    act = w.run(GOOD)
+    assert act.name == "ScaleUp" and act.canary_full_size and act.stable[0] == 1 and act.promoted_from is None
+    assert w.events[-1] == "CanaryScalingUp" and cond(w.status, "Progressing")["reason"] == "CanaryScalingUp"
+    w.deployments[2] = RevisionState(2, model(4), 4, 2)   # the operator scaled it; half its pods are ready
+    act = w.run(GOOD, ready=False)
+    assert act.name == "ScaleUp" and w.events.count("CanaryScalingUp") == 1
+    w.deployments[2] = RevisionState(2, model(4), 4, 4)
+    act = w.run(GOOD, ready=False)
+    assert act.name == "Promote" and act.stable[0] == 2 and act.promoted_from == 1
+
+
+class _RecordingKube:
+    """The calls the controller makes (a stand-in for the API server: the real one is in
+    tests/integration); an applied Deployment keeps the replicas it has."""
+
+    def __init__(self, replicas):
+        self.replicas, self.scaled, self.deleted = replicas, {}, []
+
+    def request(self, method, url, body=None, content_type=None, query=None):
+        import json
+        obj = json.loads(body)
+        if obj["kind"] == "Deployment":
+            return {"spec": {"replicas": self.replicas.get(obj["metadata"]["name"], 1)}}
+        return obj
+
+    def patch(self, api_version, kind, namespace, name, patch, subresource=None):
+        if subresource == "scale":
+            self.scaled[name] = patch["spec"]["replicas"]
+
+    def delete(self, api_version, kind, namespace, name, **kw):
+        self.deleted.append((kind, name))
+
+
+def test_the_controller_scales_a_canary_that_is_to_replace_the_stable_to_the_stable_size():
+    import serving_cases
+    from tuneline.controllers import modeldeployment as controller
+
+    w = deployed(sp=spec(replicas=4, rollout=SMALL_STEPS))
+    w.deployments[1] = RevisionState(1, model(3), 4, 4)
+    w.target = model(4)
+    w.run(ready=False), w.run()
+    w.tick(300), w.run(GOOD)
+    w.tick(300)
+    act = w.run(GOOD)
+    body = serving_cases.raw(replicas=4, rollout=SMALL_STEPS)
+    body["metadata"].update(namespace="team-a", resourceVersion="1")
+    body["status"] = w.status
+    k = _RecordingKube({"bank-assistant-r1": 4, "bank-assistant-r2": 2})
+    live = {r: {"spec": {"replicas": n}, "status": {"readyReplicas": n}} for r, n in ((1, 4), (2, 2))}
+    controller.apply(k, serving_cases.md(replicas=4, rollout=SMALL_STEPS), body, act, live, serving_cases.SETTINGS)
+    assert k.scaled == {"bank-assistant-r2": 4} and not any(kind == "Deployment" for kind, _ in k.deleted)

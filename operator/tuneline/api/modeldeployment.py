@@ -195,7 +195,8 @@ class CanaryStatus(ApiModel):
     weight: int = 0
     step: int = 0
     step_started: str | None = None
-    not_ready_since: str | None = Field(None, description="since when the canary's pods are not all ready")
+    not_ready_since: str | None = Field(None, description="since when the canary has had no pod ready")
+    full_size: bool | None = Field(None, description="scaled to the stable's replicas before it replaces it")
 
 
 class RevisionRecord(ApiModel):

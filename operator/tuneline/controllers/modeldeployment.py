@@ -251,7 +251,8 @@ def apply(k: Kube, md: ModelDeployment, body: dict[str, Any], act: RolloutAction
         if act.canary is not None:
             c_name = deployment_name(name, act.canary[0])
             c_current = ((applied.get(("Deployment", c_name)) or {}).get("spec") or {}).get("replicas", 1)
-            c_desired = canary_replicas(max(desired, 1), act.weight, spec.rollout.gateway is not None)
+            c_desired = desired if act.canary_full_size else canary_replicas(max(desired, 1), act.weight,
+                                                                             spec.rollout.gateway is not None)
             if c_desired != c_current:
                 _scale(k, namespace, c_name, c_desired)
         # retire revisions no longer wanted, and singletons the spec no longer asks for

@@ -60,6 +60,7 @@ R_ROLLED_BACK = "CanaryRolledBack"
 R_AS_EXPECTED = "AsExpected"
 R_ANALYSIS_FAILED = "AnalysisFailed"
 R_CANARY_NOT_READY = "CanaryNotReady"
+R_SCALING_UP = "CanaryScalingUp"
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,7 @@ class RolloutAction:
     status: dict[str, Any]
     events: list[Event] = field(default_factory=list)
     promoted_from: int | None = None                 # the revision a promotion replaced
+    canary_full_size: bool = False                   # scaled to the stable's replicas before it replaces it
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -367,6 +369,16 @@ def next_rollout_action(spec: ModelDeploymentSpec, status: dict[str, Any] | None
                 progress_message = f"revision {rev} at {nxt.weight}% (step {step + 1}/{len(rollout.steps)})"
                 name = "Step"
 
+        full = stable_replicas(spec)
+        if outcome and outcome[0] == "promote" and (obs is None or obs.ready < full):
+            # canary-sized until now: the old stable is retired only once this one can carry all the traffic
+            progress_reason = R_SCALING_UP
+            progress_message = (f"revision {rev} passed ({outcome[1]}); it replaces revision {stable_rev} once "
+                                f"scaled to {full} replicas: {obs.ready if obs else 0}/{full} ready")
+            if not canary.get("fullSize"):
+                events.append(Event("Normal", "CanaryScalingUp", progress_message))
+            canary["fullSize"] = True
+            outcome, name = None, "ScaleUp"
         if outcome and outcome[0] == "promote":
             _supersede(history, stable_rev, f"replaced by revision {rev}")
             history.append({"revision": rev, "modelVersion": canary_model.version, "uri": model_uri(canary_model),
@@ -404,7 +416,8 @@ def next_rollout_action(spec: ModelDeploymentSpec, status: dict[str, Any] | None
     weight = int(canary.get("weight") or 0) if canary else 0
     return RolloutAction(name=name, stable=(stable_rev, stable_model),
                          canary=(canary["revision"], canary_model) if canary else None, weight=weight,
-                         status=s, events=events, promoted_from=promoted_from)
+                         status=s, events=events, promoted_from=promoted_from,
+                         canary_full_size=bool(canary and canary.get("fullSize")))
 
 
 def _supersede(history: list[dict[str, Any]], revision: int | None, reason: str) -> None:

@@ -358,7 +358,8 @@ def _mark_stopped(state, stopped: list[dict], why: str) -> None:
             state.save_status(kind, dep, current)
 
 
-def _deployment_endpoint(name: str, state_dir: Path) -> tuple[str, dict[str, str], dict]:
+def _deployment_endpoint(name: str, state_dir: Path) -> tuple[str, dict[str, str], str]:
+    """(gateway URL, headers with the API key, the model name the gateway serves)."""
     from tuneline.local.state import LocalState, read_json
 
     state = LocalState(state_dir.resolve())
@@ -370,13 +371,15 @@ def _deployment_endpoint(name: str, state_dir: Path) -> tuple[str, dict[str, str
                       markup=False, style="red")
         raise typer.Exit(EXIT_FAILED)
     spec = read_json(state.run_path("ModelDeployment", name) / "spec.json", {}).get("spec", {})
+    # the gateway serves the model under its repository name: the FineTuneJob's, for fromFineTuneJob
+    served_model = (spec.get("model") or {}).get("fromFineTuneJob") or name
     headers = {}
     ref = (spec.get("api") or {}).get("apiKeySecretRef")
     if ref:
         key = state.first_api_key(ref["name"], ref.get("key", "api-keys"))
         if key:
             headers["Authorization"] = f"Bearer {key}"
-    return url, headers, spec
+    return url, headers, served_model
 
 
 @contextmanager
@@ -407,12 +410,12 @@ def chat(
 
     Interactive without --message (empty line or Ctrl-D ends).
     """
-    url, headers, _ = _deployment_endpoint(name, state_dir)
+    url, headers, served_model = _deployment_endpoint(name, state_dir)
     history: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
 
     def ask(text: str) -> str:
         history.append({"role": "user", "content": text})
-        body = {"model": name, "messages": history, "max_tokens": max_tokens, "temperature": temperature,
+        body = {"model": served_model, "messages": history, "max_tokens": max_tokens, "temperature": temperature,
                 "stream": True}
         answer = []
         with _served(url) as client, client.stream("POST", "/v1/chat/completions", json=body, headers=headers) as r:
@@ -462,9 +465,9 @@ def predict(
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """Classify texts with a served classifier (POST /v1/classify)."""
-    url, headers, _ = _deployment_endpoint(name, state_dir)
+    url, headers, served_model = _deployment_endpoint(name, state_dir)
     with _served(url) as client:
-        r = client.post("/v1/classify", json={"model": name, "input": texts}, headers=headers)
+        r = client.post("/v1/classify", json={"model": served_model, "input": texts}, headers=headers)
     if r.status_code != 200:
         console.print(f"error: {r.status_code} {r.text}", markup=False, style="red")
         raise typer.Exit(EXIT_FAILED)

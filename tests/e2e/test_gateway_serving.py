@@ -298,3 +298,21 @@ def test_audit_lines_written_and_no_key_in_any_log(chat_gw, tight_gw, cls_gw, tr
                  cls_gw.log_path, triton.log_file]:
         text = path.read_text()
         assert KEY not in text and OTHER_KEY not in text and CACHE_KEY not in text, path
+
+
+def test_the_cli_reaches_a_deployment_named_apart_from_its_finetunejob(cls_gw, tmp_path):
+    """`tuneline predict`/`chat` sent the deployment's name as the model; a fromFineTuneJob deployment
+    serves the job's model name, so one named otherwise answered every request with 404."""
+    from typer.testing import CliRunner
+
+    from tuneline.cli import app
+    from tuneline.local.state import LocalState
+
+    state = LocalState(tmp_path / "state")
+    state.save_spec("ModelDeployment", "intents-svc", {"model": {"fromFineTuneJob": "tiny_classifier"}})
+    state.save_status("ModelDeployment", "intents-svc", {"phase": "Available", "url": cls_gw.url})
+    state.record_process("ModelDeployment/intents-svc", "gateway", cls_gw.process.pid, port=cls_gw.port)
+    result = CliRunner().invoke(app, ["predict", "intents-svc", "I love this, thanks", "-o", "json",
+                                      "--state-dir", str(tmp_path / "state")])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["data"][0]["label"] == "positive"

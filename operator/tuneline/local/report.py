@@ -33,22 +33,32 @@ def _ask_served(client, url: str, headers: dict[str, str], model: str, messages:
     start = time.perf_counter()
     first = None
     chunks: list[str] = []
-    completion_tokens = None
+    completion_tokens, error = None, None
     with client.stream("POST", f"{url}/v1/chat/completions", json=body, headers=headers) as r:
         r.raise_for_status()
         for line in r.iter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
             event = json.loads(line[6:])
+            if "error" in event:   # the stream ended with an error: a failed request, not an answer
+                error = (event["error"] or {}).get("message") or "the model failed"
+                continue
             delta = event["choices"][0].get("delta", {}).get("content") or "" if event.get("choices") else ""
             if delta and first is None:
                 first = time.perf_counter() - start
-            chunks.append(delta)
+            if delta:
+                chunks.append(delta)
             if event.get("usage"):
                 completion_tokens = event["usage"].get("completion_tokens")
     total = time.perf_counter() - start
-    return {"answer": "".join(chunks), "ttft": first or total, "latency": total,
+    return {"answer": "".join(chunks), "ttft": first or total, "latency": total, "error": error,
             "completion_tokens": completion_tokens or len(chunks)}
+
+
+def _tokens_per_second_after_the_first(served: dict[str, Any]) -> float:
+    """The tokens that came after the first one, over the time they took (the first one's time is
+    the time to first token)."""
+    return (served["completion_tokens"] - 1) / max(served["latency"] - served["ttft"], 1e-6)
 
 
 def demo_report(resources: list[CustomResource], state: LocalState, volumes: dict[str, Path],
@@ -86,20 +96,24 @@ def demo_report(resources: list[CustomResource], state: LocalState, volumes: dic
     with httpx.Client(timeout=300) as client:
         served = [_ask_served(client, url, headers, md.spec.model.from_fine_tune_job, row["messages"], 48)
                   for row in rows]
-    tuned_hits = [contains_key_fact(s["answer"], row["key_fact"]) for s, row in zip(served, rows)]
+    tuned_hits = [s["error"] is None and contains_key_fact(s["answer"], row["key_fact"]) for s, row in zip(served, rows)]
+    failed = [s for s in served if s["error"] is not None]
 
     table = Table("question", "key fact", "base", "tuned (served)", title="held-out questions", show_lines=False)
     for row, b, s, hit in zip(rows, base["results"], served, tuned_hits):
         fact = row["key_fact"] if isinstance(row["key_fact"], str) else " / ".join(row["key_fact"])
-        table.add_row(row["question"], fact, "✓" if b["correct"] else "✗", "✓" if hit else "✗")
+        table.add_row(row["question"], fact, "✓" if b["correct"] else "✗",
+                      "✓" if hit else f"✗ (failed: {s['error']})" if s["error"] else "✗")
     base_acc = base["accuracy"]
     tuned_acc = sum(tuned_hits) / len(rows)
     table.add_row("[bold]key-fact accuracy[/bold]", "", f"[bold]{base_acc:.0%}[/bold]", f"[bold]{tuned_acc:.0%}[/bold]")
-    Console().print(table)
+    console.print(table)
 
-    ttft = [s["ttft"] * 1000 for s in served]
-    tps = [s["completion_tokens"] / max(s["latency"] - s["ttft"], 1e-6) for s in served if s["completion_tokens"] > 1]
-    latency = [s["latency"] * 1000 for s in served]
+    # timings of the answers only: a failed request's time says nothing of the model's speed
+    answered = [s for s in served if s["error"] is None] or served
+    ttft = [s["ttft"] * 1000 for s in answered]
+    tps = [_tokens_per_second_after_the_first(s) for s in answered if s["completion_tokens"] > 1]
+    latency = [s["latency"] * 1000 for s in answered]
     sizes = {name: _dir_size(output_dir / sub) for name, sub in
              (("adapter", "adapter"), ("merged model", "merged"), ("export", "export"), ("triton repository", "triton"))}
     perf = Table("served model", "value", title="serving (through gateway + Triton, streamed, greedy)")
@@ -109,7 +123,9 @@ def demo_report(resources: list[CustomResource], state: LocalState, volumes: dic
         perf.add_row("tokens/s after the first, median", f"{statistics.median(tps):.1f}")
     for name, size in sizes.items():
         perf.add_row(f"{name} size", f"{size / 1e6:.1f} MB")
-    Console().print(perf)
+    if failed:
+        perf.add_row("requests that failed", f"{len(failed)} of {len(served)} (left out of the timings)")
+    console.print(perf)
     loss_plot = output_dir / "loss.png"
     if loss_plot.exists():
         console.print(f"training and validation loss plot: {loss_plot}")

@@ -231,10 +231,15 @@ def run(
 
 
 def _print_statuses(state, runs=None) -> None:
-    table = Table("kind", "name", "phase", "progress", "conditions", "message", title="status")
+    from rich.table import Column
+
+    # who and what are never cut short; the conditions (the True ones: Unknown says nothing) and
+    # the message wrap instead
+    table = Table(*(Column(h, no_wrap=True) for h in ("kind", "name", "phase", "progress")),
+                  Column("conditions", overflow="fold"), Column("message", overflow="fold"), title="status")
     for kind, name, status in state.runs() if runs is None else runs:
-        conditions = ", ".join(f"{c.get('type')}={c.get('status')}" for c in status.get("conditions") or []
-                               if isinstance(c, dict))
+        conditions = ", ".join(f"{c.get('type')}" for c in status.get("conditions") or []
+                               if isinstance(c, dict) and c.get("status") == "True")
         percent = (status.get("progress") or {}).get("percent")
         message = status.get("message") or status.get("url") or ""
         table.add_row(kind, name, status.get("phase", "-"), "" if percent is None else f"{percent}%",
@@ -272,7 +277,8 @@ def status(
     state_dir: StateOption = DEFAULT_STATE,
     output: OutputOption = OutputFormat.text,
 ) -> None:
-    """Show the status of local runs: phase, progress, conditions, metrics, artifacts."""
+    """Show the status of local runs: phase, progress, the conditions that hold, the message
+    (-o json: the whole status, metrics and artifacts too)."""
     from tuneline.local.state import LocalState
 
     state = LocalState(state_dir.resolve())

@@ -45,7 +45,8 @@ class RunProgress:
             metrics = info.get("metrics") or {}
             detail = " ".join(
                 f"{label} {metrics[key]:.3f}" for key, label in
-                (("trainLoss", "loss"), ("evalLoss", "val"), ("evalAccuracy", "acc")) if key in metrics)
+                (("trainLoss", "loss"), ("evalLoss", "val"), ("evalAccuracy", "acc"))
+                if isinstance(metrics.get(key), (int, float)))   # a search trial may report none yet
             if info.get("epoch") is not None:
                 detail = f"epoch {info['epoch']:.2f} {detail}"
             if info.get("phase") and info["phase"] not in ("Training",):

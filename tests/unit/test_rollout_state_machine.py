@@ -311,16 +311,20 @@ def test_a_canary_whose_pods_stop_being_ready_during_a_step_is_rolled_back():
 SMALL_STEPS = {"steps": [{"weight": 10, "pauseSeconds": 300}, {"weight": 20, "pauseSeconds": 300}]}
 
 
-def test_a_canary_replaces_the_stable_only_once_scaled_to_the_stable_size():
-    """A promotion retired the old stable in the same pass, while the new one ran only its canary-sized
-    replicas (1 after a fast rollback, half at a 50% last step): all traffic on a few pods."""
+def _a_canary_that_passed_beside_four_stable_pods():
     w = deployed(sp=spec(replicas=4, rollout=SMALL_STEPS))
     w.deployments[1] = RevisionState(1, model(3), 4, 4)
     w.target = model(4)
     w.run(ready=False), w.run()
     w.tick(300), w.run(GOOD)
     w.tick(300)
-    act = w.run(GOOD)
+    return w, w.run(GOOD)
+
+
+def test_a_canary_replaces_the_stable_only_once_scaled_to_the_stable_size():
+    """A promotion retired the old stable in the same pass, while the new one ran only its canary-sized
+    replicas (1 after a fast rollback, half at a 50% last step): all traffic on a few pods."""
+    w, act = _a_canary_that_passed_beside_four_stable_pods()
     assert act.name == "ScaleUp" and act.canary_full_size and act.stable[0] == 1 and act.promoted_from is None
     assert w.events[-1] == "CanaryScalingUp" and cond(w.status, "Progressing")["reason"] == "CanaryScalingUp"
     w.deployments[2] = RevisionState(2, model(4), 4, 2)   # the operator scaled it; half its pods are ready
@@ -357,13 +361,7 @@ def test_the_controller_scales_a_canary_that_is_to_replace_the_stable_to_the_sta
     import serving_cases
     from tuneline.controllers import modeldeployment as controller
 
-    w = deployed(sp=spec(replicas=4, rollout=SMALL_STEPS))
-    w.deployments[1] = RevisionState(1, model(3), 4, 4)
-    w.target = model(4)
-    w.run(ready=False), w.run()
-    w.tick(300), w.run(GOOD)
-    w.tick(300)
-    act = w.run(GOOD)
+    w, act = _a_canary_that_passed_beside_four_stable_pods()
     body = serving_cases.raw(replicas=4, rollout=SMALL_STEPS)
     body["metadata"].update(namespace="team-a", resourceVersion="1")
     body["status"] = w.status

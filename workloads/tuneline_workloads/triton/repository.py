@@ -265,6 +265,14 @@ def versions(repository: Path, model_name: str) -> list[int]:
     return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
 
 
+def _replace_text(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all (a dot-file beside it, renamed over it): Triton and a
+    concurrent reader see the old file or the new one."""
+    tmp = path.with_name(f".{path.name.lstrip('.')}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def _last_version(model_dir: Path) -> int:
     try:
         return int((model_dir / LAST_VERSION_FILE).read_text())
@@ -379,13 +387,9 @@ def add_model_version(repository: Path, model_name: str, task: str, export_dir: 
         parse_model_config(config)                       # never write a config Triton would reject
         (staging / VERSION_CONFIG_FILE).write_text(config)
         # the config first: a version directory never appears without the config that serves it
-        tmp = model_dir / f".{CONFIG_FILE}.tmp"
-        tmp.write_text(config)
-        os.replace(tmp, model_dir / CONFIG_FILE)
+        _replace_text(model_dir / CONFIG_FILE, config)
         os.replace(staging, model_dir / str(version))
-        tmp = model_dir / f"{LAST_VERSION_FILE}.tmp"
-        tmp.write_text(str(version))
-        os.replace(tmp, model_dir / LAST_VERSION_FILE)
+        _replace_text(model_dir / LAST_VERSION_FILE, str(version))
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -10,10 +10,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
-import tempfile
 import threading
 import types
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -58,11 +56,11 @@ class _Input:
 
 
 @pytest.fixture(scope="module")
-def model():
+def model(tmp_path_factory):
     from tuneline_workloads.triton.repository import add_model_version
 
     _, export, report = lm_export()
-    repository = Path(tempfile.mkdtemp(prefix="tuneline-gen-cancel-")) / "triton"
+    repository = tmp_path_factory.mktemp("gen-cancel") / "triton"
     add_model_version(repository, "gen", "chat", export, report)
     saved = sys.modules.get("triton_python_backend_utils")
     sys.modules["triton_python_backend_utils"] = _stub()

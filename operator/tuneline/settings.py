@@ -14,8 +14,9 @@ from pathlib import Path
 class Settings:
     # namespaces the operator watches; empty = cluster-wide
     namespaces: tuple[str, ...] = ()
-    # kopf peering object name when more than one operator replica runs
-    peering: str = "tuneline"
+    # kopf peering object name when more than one operator replica runs; empty: standalone (the
+    # chart sets it; a required peering whose CRDs are missing would pause every handler silently)
+    peering: str = ""
     trainer_image: str = "ghcr.io/tuneline/trainer:0.1.0"
     exporter_image: str = "ghcr.io/tuneline/exporter:0.1.0"
     exporter_tensorrt_image: str = "ghcr.io/tuneline/exporter-tensorrt:0.1.0"

@@ -55,6 +55,21 @@ def test_no_hpa_without_autoscaling_and_keda_instead_for_scale_to_zero():
     assert build_scaledobject(md(), 1, SETTINGS) is None
 
 
+def test_keda_cpu_trigger_is_percent_of_the_pods_cpu_request_as_for_the_hpa():
+    """The cpu target is a percentage (HPA: of the pods' requests). The KEDA query used to average
+    raw cores over every series (pause container and pod totals included) times 100, so 80 meant 0.8
+    cores whatever the request."""
+    m = md(autoscaling={"minReplicas": 0, "maxReplicas": 3, "metric": "cpu", "target": 80, "scaleToZero": True},
+           resources={"gpus": 1, "cpu": "3500m", "memory": "8Gi"})
+    trig = build_scaledobject(m, 1, SETTINGS)["spec"]["triggers"][0]
+    query = trig["metadata"]["query"]
+    assert SETTINGS.gateway_cpu == "500m"   # Triton 3.5 + gateway 0.5 cores per pod
+    assert query.startswith("avg(sum by (pod) (rate(container_cpu_usage_seconds_total{")
+    assert 'container!=""' in query and 'container!="POD"' in query and 'pod=~"bank-assistant-r[0-9]+-.*"' in query
+    assert query.endswith(") / 4 * 100")
+    assert trig["metricType"] == "Value" and trig["metadata"]["threshold"] == "80"
+
+
 def test_pdb_never_blocks_a_drain_of_a_single_replica():
     pdb = build_pdb(md(), SETTINGS)
     assert pdb["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": {"tuneline.io/modeldeployment":

@@ -119,10 +119,11 @@ def test_env_defaults_equal_settings_py():
     (dep,) = of_kind(render(), "Deployment")
     env = {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
     defaults = Settings()
-    assert env["TUNELINE_PEERING"] == ""  # one replica: standalone
+    # one replica: standalone, as settings.py's default (an unset TUNELINE_PEERING)
+    assert env["TUNELINE_PEERING"] == defaults.peering == ""
     (peered,) = of_kind(render({"operator": {"replicas": 2}}), "Deployment")
     peered_env = {e["name"]: e.get("value") for e in peered["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert peered_env["TUNELINE_PEERING"] == defaults.peering
+    assert peered_env["TUNELINE_PEERING"] == "tuneline"   # the chart's peering.name
     for field in ("trainer_image", "exporter_image", "exporter_tensorrt_image", "triton_image",
                   "workload_service_account", "requeue_seconds", "conflict_backoff_seconds", "metrics_port"):
         raw = env[f"TUNELINE_{field.upper()}"]

@@ -372,3 +372,32 @@ def test_work_finished_before_a_late_look_is_not_failed_for_the_deadline():
     w.now = T0 + timedelta(seconds=3601)
     w.run()
     assert w.status["phase"] == "Exporting"
+
+
+def test_a_queued_jobs_export_waits_for_kueue_too():
+    """The export Job (a GPU pod for TensorRT) ran outside the LocalQueue's quota: no queue label,
+    and the controller unsuspended it. Now it is queued like the RayJob, and Kueue starts it; the
+    deadline clock waits meanwhile, as it does for the RayJob."""
+    w = World(queueName="team-a-gpus", activeDeadlineSeconds=3600)
+    w.run(); w.run()
+    w.rayjobs["bank-assistant-a1"]["spec"]["suspend"] = False   # Kueue admitted the training
+    w.ray("bank-assistant-a1", jobDeploymentStatus="Running", jobStatus="RUNNING")
+    w.run()
+    w.report(evalLoss=1.0)
+    w.ray("bank-assistant-a1", jobStatus="SUCCEEDED")
+    w.run()
+    export = w.export_job
+    assert export["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a-gpus"
+    assert export["spec"]["suspend"] is True
+    w.now = T0 + timedelta(hours=2)          # waiting for admission longer than the deadline
+    act = w.step()
+    assert act.patch == [] and w.export_job["spec"]["suspend"] is True
+    assert w.status["phase"] == "Exporting" and "waiting for Kueue to admit export Job" in w.status["message"]
+    w.export_job["spec"]["suspend"] = False  # admitted
+    w.export_job["status"] = {"active": 1}
+    w.now = T0 + timedelta(hours=2, minutes=30)
+    w.run()
+    assert w.status["phase"] == "Exporting"   # 2.5 h after the deadline's start, but 30 min of it active
+    w.body["spec"]["suspend"] = True         # the user may still suspend it
+    act = w.step()
+    assert act.patch == [("batch/v1", "Job", "bank-assistant-export", {"spec": {"suspend": True}})]

@@ -37,6 +37,20 @@ def test_a_newer_handoff_annotation_wins_and_a_pinned_version_wins_over_both():
     assert resolve_target(_body(other), spec(), JOB)[0].version == 3
 
 
+def test_a_hand_off_version_int_cannot_read_is_ignored_not_raised():
+    """'²' is a digit to str.isdigit() but not to int(): it failed every reconcile with ValueError."""
+    for written in ("²", "٣", "4 ", "-1"):
+        ann = handoff_annotations("team-a", "bank-assistant", 4, "pvc://models/bank-assistant/triton",
+                                  "2025-01-01T00:00:00Z")
+        ann = {k: (written if v == "4" else v) for k, v in ann.items()}
+        assert resolve_target(_body(ann), spec(), JOB)[0].version == 3, written
+    deployment = {"metadata": {"labels": {"tuneline.io/revision": "2"},
+                               "annotations": {"tuneline.io/model-name": "m", "tuneline.io/model-uri": "pvc://x/t",
+                                               "tuneline.io/model-version": "²"}},
+                  "spec": {"replicas": 1}, "status": {}}
+    assert observe_revisions([deployment])[2].model.version is None
+
+
 def test_waiting_for_a_job_is_not_a_problem_a_missing_job_is():
     model, msg, problem = resolve_target(_body(), spec(), {"status": {"phase": "Training"}})
     assert model is None and not problem and "Training" in msg

@@ -88,6 +88,8 @@ def resolve_model_dir(path: Path, fmt: str = "auto", gguf_file: str | None = Non
         return path
     gguf = path if path.is_file() else None
     if gguf is None and path.is_dir():
+        if gguf_file and (Path(gguf_file).name != gguf_file or gguf_file in (".", "..")):
+            raise ModelSourceError(f"ggufFile {gguf_file!r} must be a file name inside {path}, not a path")
         candidates = [path / gguf_file] if gguf_file else sorted(path.glob("*.gguf"))
         if len(candidates) != 1 or not candidates[0].exists():
             raise ModelSourceError(f"{path}: expected config.json (Hugging Face) or exactly one .gguf file"

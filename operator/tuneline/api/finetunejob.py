@@ -17,8 +17,10 @@ class ModelSource(ApiModel):
     uri: Uri
     format: Literal["auto", "hf", "gguf"] = Field(
         "auto", description="auto: a directory with config.json is a Hugging Face model, a .gguf file is GGUF")
-    gguf_file: Annotated[str, StringConstraints(max_length=255)] | None = Field(
-        None, description="file name inside the directory when it holds several GGUF files")
+    # a bare file name: a path ('..', '/') would let it read a file outside the model's volume
+    gguf_file: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9._@+=-]*\.gguf$",
+                                                max_length=255)] | None = Field(
+        None, description="file name (no directory) inside the directory when it holds several GGUF files")
 
 
 class LoraConfig(ApiModel):

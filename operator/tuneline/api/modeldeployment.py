@@ -14,7 +14,9 @@ from tuneline.api.common import (Condition, CpuQuantity, DnsName, MemoryQuantity
 
 class ModelRef(ApiModel):
     from_fine_tune_job: DnsName | None = Field(None, description="serve the latest version this FineTuneJob produced")
-    uri: Uri | None = Field(None, description="a Triton model repository, an ONNX / ORT GenAI / TensorRT export")
+    uri: Uri | None = Field(None, description="a Triton model repository (what a FineTuneJob's export writes)")
+    # the other formats name a bare export, which nothing packages at serve time yet: refused below
+    # instead of being accepted and then failing in the pod
     format: Literal["triton-repository", "onnx", "onnx-genai", "tensorrt"] = "triton-repository"
     version: int | None = Field(None, ge=1, description="pin a model version; an older one rolls back")
 
@@ -22,6 +24,11 @@ class ModelRef(ApiModel):
         rule("has(self.fromFineTuneJob) != has(self.uri)",
              "spec.model needs exactly one of fromFineTuneJob or uri",
              lambda m: (m.from_fine_tune_job is None) != (m.uri is None)),
+        rule("self.format == 'triton-repository'",
+             "spec.model.format: only triton-repository is served; point spec.model.uri at the Triton model "
+             "repository a FineTuneJob's export writes (<output>/triton, TensorRT engines included), or use "
+             "fromFineTuneJob",
+             lambda m: m.format == "triton-repository", field_path=".format"),
     )
 
 
@@ -173,9 +180,12 @@ class ModelDeploymentSpec(ApiModel):
     rollout: Rollout = Field(default_factory=Rollout)
 
     rules = (
-        rule("self.model.format != 'tensorrt' || self.resources.gpus > 0",
-             "spec.model.format tensorrt needs a GPU: set spec.resources.gpus to 1 or more",
-             lambda s: s.model.format != "tensorrt" or s.resources.gpus > 0, field_path=".resources.gpus"),
+        # DCGM reports only GPUs assigned to a pod: without one the HPA would never get its metric
+        rule("!has(self.autoscaling) || self.autoscaling.metric != 'gpu-utilization' || self.resources.gpus > 0",
+             "spec.autoscaling.metric gpu-utilization (the default) needs spec.resources.gpus of 1 or more; "
+             "without a GPU scale on cpu, queue-time or requests-per-second",
+             lambda s: s.autoscaling is None or s.autoscaling.metric != "gpu-utilization" or s.resources.gpus > 0,
+             field_path=".autoscaling.metric"),
     )
 
 

@@ -107,6 +107,15 @@ class ModelDeployment(CustomResource):
         {"name": "URL", "type": "string", "jsonPath": ".status.url", "priority": 1},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     )
+    rules = (
+        _NAME_RULE,
+        # the name is the Service clients call, and a Service name is a DNS-1035 label (as for
+        # KServe's InferenceService)
+        rule("self.metadata.name.matches('^[a-z]')",
+             "metadata.name of a ModelDeployment must start with a letter: it names the Service clients call "
+             "(a DNS-1035 label)",
+             lambda obj: obj.metadata.name[:1].isascii() and obj.metadata.name[:1].isalpha()),
+    )
 
 
 RESOURCES: dict[str, type[CustomResource]] = {m.kind_name: m for m in (FineTuneJob, ModelDeployment)}

@@ -66,11 +66,13 @@ def build_export_job(job: FineTuneJob, attempt: int, settings: Settings) -> dict
         # a parity-gate failure is deterministic: fail the Job at once instead of retrying it
         "podFailurePolicy": {"rules": [{"action": "FailJob", "onExitCodes": {
             "containerName": "export", "operator": "In", "values": [contract.EXPORT_EXIT_PARITY_FAILED]}}]},
-        "suspend": spec.suspend,
+        # queued: created suspended, and Kueue starts it on admission (as the RayJob)
+        "suspend": bool(spec.queue_name) or spec.suspend,
         "template": {"metadata": {"labels": c.labels(job, attempt, "export")}, "spec": pod},
     }
     if spec.active_deadline_seconds is not None:
         job_spec["activeDeadlineSeconds"] = spec.active_deadline_seconds
     return {"apiVersion": "batch/v1", "kind": "Job",
-            "metadata": c.metadata(job, c.export_job_name(job.metadata.name), attempt, "export"),
+            "metadata": c.metadata(job, c.export_job_name(job.metadata.name), attempt, "export",
+                                   {c.KUEUE_QUEUE_LABEL: spec.queue_name} if spec.queue_name else None),
             "spec": job_spec}

@@ -32,6 +32,7 @@ from urllib.parse import urlparse
 import yaml
 
 from tuneline.api import API_VERSION
+from tuneline.api.common import quantity_value
 from tuneline.builders.common import (COMPONENT, GPU_NODE_LABEL, GPU_RESOURCE, GPU_TOLERATION, MANAGED_BY,
                                       MANAGED_BY_VALUE, container_security_context, pod_security_context)
 from tuneline.settings import Settings
@@ -411,7 +412,14 @@ def build_hpa(md, stable: int, settings: Settings) -> dict[str, Any] | None:
                      "metrics": [_metric(md)], "behavior": _behavior(md)}}
 
 
-def _prometheus_query(md) -> str:
+def _pod_cpu_request_cores(md, settings: Settings) -> str:
+    """The serving pod's CPU request in cores (Triton's plus the gateway's; init containers end
+    before serving and do not count, as for the HPA)."""
+    cores = quantity_value(md.spec.resources.cpu) + quantity_value(settings.gateway_cpu)
+    return format(cores.normalize(), "f")
+
+
+def _prometheus_query(md, settings: Settings) -> str:
     a = md.spec.autoscaling
     ns, name = md.metadata.namespace or "default", _name(md)
     pods = f'exported_namespace="{ns}",exported_pod=~"{name}-r[0-9]+-.*"'
@@ -420,7 +428,11 @@ def _prometheus_query(md) -> str:
         "gpu-utilization": f"avg({GPU_UTIL_METRIC}{{{pods}}})",
         "queue-time": (f"sum(rate(nv_inference_queue_duration_us{{{own}}}[1m])) / "
                        f"clamp_min(sum(rate(nv_inference_request_success{{{own}}}[1m])), 1)"),
-        "cpu": f'avg(rate(container_cpu_usage_seconds_total{{namespace="{ns}",pod=~"{name}-r[0-9]+-.*"}}[1m])) * 100',
+        # percent of the pod's CPU request, as the HPA's Utilization target counts it: the pod's
+        # containers summed (container!="" leaves out cAdvisor's pod-level series), averaged over pods
+        "cpu": (f'avg(sum by (pod) (rate(container_cpu_usage_seconds_total{{namespace="{ns}",'
+                f'pod=~"{name}-r[0-9]+-.*",container!="",container!="POD"}}[1m]))) '
+                f'/ {_pod_cpu_request_cores(md, settings)} * 100'),
         "requests-per-second": f"sum(rate({GATEWAY_REQUESTS}{{{own}}}[1m]))",
     }[a.metric]
 
@@ -442,7 +454,7 @@ def build_scaledobject(md, stable: int, settings: Settings) -> dict[str, Any] | 
                      # replicas); the others are already per pod or per request: compared as they are
                      "triggers": [{"type": "prometheus",
                                    "metricType": "AverageValue" if a.metric == "requests-per-second" else "Value",
-                                   "metadata": {"serverAddress": server, "query": _prometheus_query(md),
+                                   "metadata": {"serverAddress": server, "query": _prometheus_query(md, settings),
                                                 "threshold": str(a.target), "activationThreshold": "0"}}]}}
 
 

@@ -202,7 +202,8 @@ def next_action(body: dict[str, Any], rayjobs: list[dict[str, Any]], export_job:
 
     # the deadline covers the whole job (training, evaluation, export) while it is active: as a Job's,
     # its clock stops while suspended or waiting for Kueue, and starts again when the job resumes
-    paused = phase in (Phase.SUSPENDED, Phase.QUEUED)
+    paused = phase in (Phase.SUSPENDED, Phase.QUEUED) or (
+        export_job is not None and job_state(export_job)[0] == "suspended")   # the export waits for Kueue
     if paused:
         status["activeSince"] = _iso(now)   # the last paused look: the clock starts from the resume
     deadline = job.spec.active_deadline_seconds
@@ -417,14 +418,20 @@ def _export_stage(act: Action, job: FineTuneJob, export_job, settings, generatio
         return _fail(act, reason, message, generation, now)
     if state in ("running", "suspended"):
         want = job.spec.suspend
-        if bool((export_job.get("spec") or {}).get("suspend")) != want:
+        suspended = bool((export_job.get("spec") or {}).get("suspend"))
+        # a queued job's export Job is Kueue's to start (as its RayJob): tuneline only suspends it
+        if want and not suspended or not want and suspended and not job.spec.queue_name:
             act.patch.append(("batch/v1", "Job", name, {"spec": {"suspend": want}}))
         if want:
             msg = f"spec.suspend is true: export Job {name} is suspended"
             st.set_condition(s, st.SUSPENDED, "True", "SuspendedByUser", msg, generation)
             act.status["message"] = msg
-        elif st.get_condition(s, st.SUSPENDED) is not None:
-            st.set_condition(s, st.SUSPENDED, "False", "Resumed", f"export Job {name} resumed", generation)
+        else:
+            if st.get_condition(s, st.SUSPENDED) is not None:
+                st.set_condition(s, st.SUSPENDED, "False", "Resumed", f"export Job {name} resumed", generation)
+            if suspended and job.spec.queue_name:
+                act.status["message"] = (f"waiting for Kueue to admit export Job {name} in LocalQueue "
+                                         f"{job.spec.queue_name} (kubectl get workloads to see its place)")
         act.requeue_after = settings.requeue_seconds
         return act
     # complete: the exporter reports the version it added to the Triton repository

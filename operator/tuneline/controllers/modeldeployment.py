@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from datetime import datetime, timezone
 from typing import Any
@@ -113,7 +114,7 @@ def resolve_target(body: dict[str, Any], spec: ModelDeploymentSpec, job: dict[st
     handed = ann.get(handoff.MODEL_VERSION_ANNOTATION)
     source = ann.get(handoff.MODEL_SOURCE_ANNOTATION) or ""
     source_job = source.split("/", 1)[-1] if source else None
-    handed_version = int(handed) if handed and handed.isdigit() else None
+    handed_version = _version_number(handed)
 
     if spec.model.from_fine_tune_job:
         job_name = spec.model.from_fine_tune_job
@@ -147,6 +148,12 @@ def resolve_target(body: dict[str, Any], spec: ModelDeploymentSpec, job: dict[st
     return model, None, False
 
 
+def _version_number(text: str | None) -> int | None:
+    """A version number written in an annotation, or None. Anyone can write annotations, and
+    str.isdigit() accepts digits int() refuses ('²'): one such annotation failed every reconcile."""
+    return int(text) if text and re.fullmatch(r"[0-9]{1,9}", text) else None
+
+
 def observe_revisions(deployments: list[dict[str, Any]]) -> dict[int, RevisionState]:
     out: dict[int, RevisionState] = {}
     for d in deployments:
@@ -158,7 +165,7 @@ def observe_revisions(deployments: list[dict[str, Any]]) -> dict[int, RevisionSt
         model = None
         if ann.get(MODEL_NAME_ANNOTATION) and ann.get(MODEL_URI_ANNOTATION):
             v = ann.get(MODEL_VERSION_ANNOTATION) or ""
-            model = ServedModel(ann[MODEL_NAME_ANNOTATION], ann[MODEL_URI_ANNOTATION], int(v) if v.isdigit() else None)
+            model = ServedModel(ann[MODEL_NAME_ANNOTATION], ann[MODEL_URI_ANNOTATION], _version_number(v))
         status = d.get("status") or {}
         # ready pods of the current template only (a rolling update within a revision is not "ready" yet)
         ready = min(status.get("readyReplicas") or 0, status.get("updatedReplicas") or 0)

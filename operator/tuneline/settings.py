@@ -21,7 +21,6 @@ class Settings:
     exporter_image: str = "ghcr.io/tuneline/exporter:0.1.0"
     exporter_tensorrt_image: str = "ghcr.io/tuneline/exporter-tensorrt:0.1.0"
     triton_image: str = "ghcr.io/tuneline/triton:0.1.0"
-    workload_service_account: str = "tuneline-workload"
     # retry delays (seconds) when waiting on another system
     requeue_seconds: float = 10.0
     conflict_backoff_seconds: float = 1.0

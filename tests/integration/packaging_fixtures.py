@@ -116,8 +116,7 @@ def chart_cluster_mode(control_plane):
     team = restricted_namespace(cp, "team-c")
     other = restricted_namespace(cp, "other-c")
     release = f"tlc-{uuid.uuid4().hex[:4]}"
-    values = {"operator": {"replicas": 2}, "workloads": {"namespaces": [team], "statusWriter": True},
-              "metrics": {"serviceMonitor": {"enabled": True}}}
+    values = {"operator": {"replicas": 2}, "metrics": {"serviceMonitor": {"enabled": True}}}
     helm_install(cp, release, ns, values)
     yield Installed(release, ns, values, f"{release}-tuneline-operator", [team], other)
     helm_uninstall(cp, release, ns)

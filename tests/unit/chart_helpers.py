@@ -70,7 +70,7 @@ def of_kind(docs: Iterable[dict], kind: str) -> list[dict]:
 
 MODES = {
     "cluster": {},
-    "cluster-peered": {"operator": {"replicas": 2}, "workloads": {"namespaces": ["team-a"]}},
+    "cluster-peered": {"operator": {"replicas": 2}},
     "namespace": {"rbac": {"scope": "namespace"}},
     "namespace-many-peered": {"rbac": {"scope": "namespace", "watchNamespaces": ["team-a", "team-b"]},
                               "operator": {"replicas": 3}},

@@ -91,20 +91,10 @@ def test_operator_can_create_the_per_job_workload_role():
                     assert (g, res, v) in allowed, (g, res, v)
 
 
-def test_workload_role_is_status_only():
-    docs = render({"workloads": {"namespaces": ["team-a"], "statusWriter": True}})
-    (role,) = [r for r in of_kind(docs, "Role") if r["metadata"]["name"].endswith("-workload")]
-    assert role["metadata"]["namespace"] == "team-a"
-    assert role["rules"] == [
-        {"apiGroups": ["tuneline.io"], "resources": ["finetunejobs"], "verbs": ["get"]},
-        {"apiGroups": ["tuneline.io"], "resources": ["finetunejobs/status"], "verbs": ["get", "patch"]},
-    ]
-    (rb,) = [b for b in of_kind(docs, "RoleBinding") if b["metadata"]["name"].endswith("-workload")]
-    assert rb["subjects"] == [{"kind": "ServiceAccount", "name": "tuneline-workload", "namespace": "team-a"}]
-
-
-def test_shared_workload_account_has_no_api_access_by_default():
-    docs = render({"workloads": {"namespaces": ["team-a"]}})
+def test_the_chart_creates_no_shared_workload_identity():
+    """Training and export pods run as the per-job ServiceAccount the operator creates; serving pods
+    mount no token. A shared chart-level workload account was created but used by no pod, and a job
+    named like the release took it over (its '<job>-workload' name)."""
+    docs = render({"rbac": {"scope": "namespace", "watchNamespaces": ["team-a"]}})
     assert not [r for r in of_kind(docs, "Role") if r["metadata"]["name"].endswith("-workload")]
-    (sa,) = [s for s in of_kind(docs, "ServiceAccount") if s["metadata"]["name"] == "tuneline-workload"]
-    assert sa["automountServiceAccountToken"] is False
+    assert [s["metadata"]["name"] for s in of_kind(docs, "ServiceAccount")] == ["tuneline-operator"]

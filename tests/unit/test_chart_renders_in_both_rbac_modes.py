@@ -62,9 +62,6 @@ def test_cluster_mode_peered(rendered):
     assert {"clusterkopfpeerings"} == {res for r in peering for res in r["resources"]}
     assert [r.get("resourceNames") for r in peering if "patch" in r["verbs"]] == [["tuneline"]]
     assert of_kind(docs, "PodDisruptionBudget")
-    # the workload ServiceAccount in the listed team namespace
-    assert [(s["metadata"]["namespace"], s["metadata"]["name"]) for s in of_kind(docs, "ServiceAccount")
-            if s["metadata"]["name"] == "tuneline-workload"] == [("team-a", "tuneline-workload")]
 
 
 def test_namespace_mode_defaults_to_release_namespace(rendered):
@@ -99,9 +96,6 @@ def test_namespace_mode_many_namespaces(rendered):
     c = dep["spec"]["template"]["spec"]["containers"][0]
     assert {e["name"]: e.get("value") for e in c["env"]}["TUNELINE_NAMESPACES"] == "team-a,team-b"
     assert "--peering=tuneline" in c["args"] and dep["spec"]["replicas"] == 3
-    # workload ServiceAccount + Role in each watched namespace
-    wl = [s["metadata"]["namespace"] for s in of_kind(docs, "ServiceAccount") if s["metadata"]["name"] == "tuneline-workload"]
-    assert sorted(wl) == ["team-a", "team-b"]
 
 
 def test_every_object_is_labelled_and_namespaced_where_it_should_be(rendered):
@@ -125,7 +119,7 @@ def test_env_defaults_equal_settings_py():
     peered_env = {e["name"]: e.get("value") for e in peered["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert peered_env["TUNELINE_PEERING"] == "tuneline"   # the chart's peering.name
     for field in ("trainer_image", "exporter_image", "exporter_tensorrt_image", "triton_image",
-                  "workload_service_account", "requeue_seconds", "conflict_backoff_seconds", "metrics_port"):
+                  "requeue_seconds", "conflict_backoff_seconds", "metrics_port"):
         raw = env[f"TUNELINE_{field.upper()}"]
         current = getattr(defaults, field)
         assert type(current)(raw) == current, field

@@ -29,6 +29,8 @@ BAD = {
     "unknown-setting": {"settings": {"debugEverything": True}},
     "bad-cidr": {"networkPolicy": {"apiServer": {"cidrs": ["everywhere"]}}},
     "bad-metric-name": {"prometheusAdapter": {"metricName": "gpu util"}},
+    # it becomes part of every object's name
+    "bad-name-override": {"nameOverride": "Tune_Line"},
 }
 
 

@@ -52,15 +52,6 @@ app.kubernetes.io/component: operator
 {{- end -}}
 {{- end -}}
 
-{{/* Namespaces that get the workload ServiceAccount */}}
-{{- define "tuneline.workloadNamespaces" -}}
-{{- if .Values.workloads.namespaces -}}
-{{- toJson (uniq .Values.workloads.namespaces) -}}
-{{- else -}}
-{{- include "tuneline.watchNamespaces" . -}}
-{{- end -}}
-{{- end -}}
-
 {{- define "tuneline.peered" -}}
 {{- if gt (int .Values.operator.replicas) 1 -}}true{{- end -}}
 {{- end -}}

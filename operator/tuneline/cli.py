@@ -177,7 +177,8 @@ def run(
     interrupted training resumes from its last checkpoint.
     """
     from tuneline.local.progress import RunProgress
-    from tuneline.local.runner import RunContext, StepFailed, run_finetunejob, run_modeldeployment
+    from tuneline.local.runner import (RunContext, StepFailed, run_finetunejob, run_modeldeployment,
+                                       stop_signals_interrupt)
     from tuneline.local.state import LocalState
 
     resources = _load_or_exit(files, output)
@@ -186,7 +187,7 @@ def run(
     _check_references_or_exit(resources, state, output)
     results = []
     run_started = time.time()
-    with RunProgress(console, enabled=output is OutputFormat.text) as progress:
+    with RunProgress(console, enabled=output is OutputFormat.text) as progress, stop_signals_interrupt():
         ctx = RunContext(state=state, volumes=volumes, on_progress=progress.update, force=force)
         try:
             for resource in sorted(resources, key=lambda r: r.kind != "FineTuneJob"):
@@ -203,15 +204,16 @@ def run(
             if output is OutputFormat.json:
                 print(json.dumps({"succeeded": False, "error": str(exc), "results": results}, indent=2))
             raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            progress.failed("interrupted: checkpoints are kept; rerun the same command to resume")
+        except KeyboardInterrupt as interrupt:
+            how = interrupt.args[0] if interrupt.args else "Ctrl-C"
+            progress.failed(f"interrupted ({how}): checkpoints are kept; rerun the same command to resume")
             # only the servers this run was starting: earlier runs' deployments keep serving
             stopped = state.stop_processes(owners={f"{r.kind}/{r.metadata.name}" for r in resources},
                                            started_after=run_started)
             # and a deployment interrupted before it recorded a server says so too
             starting = [{"owner": f"{r.kind}/{r.metadata.name}"} for r in resources if r.kind == "ModelDeployment"
                         and state.status(r.kind, r.metadata.name).get("phase") == "Progressing"]
-            _mark_stopped(state, stopped + starting, "interrupted while starting (Ctrl-C)")
+            _mark_stopped(state, stopped + starting, f"interrupted while starting ({how})")
             if output is OutputFormat.json:
                 print(json.dumps({"succeeded": False, "error": "interrupted", "results": results}, indent=2))
             raise typer.Exit(EXIT_INTERRUPTED) from None

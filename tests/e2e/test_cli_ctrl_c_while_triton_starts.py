@@ -1,7 +1,8 @@
 """Ctrl-C while `tuneline run` waits for Triton to become ready, with the real tritonserver: the
 server is stopped and the deployment says it was interrupted. Triton was recorded only once ready,
 so it was left running, untracked (`tuneline stop` found nothing), and the status stayed
-Progressing. The model here is a test model whose loading takes a minute, so that the Ctrl-C
+Progressing. SIGTERM (`kill`, a CI runner stopping) and SIGHUP (a closed terminal) end the run the
+same way; they used to kill the CLI outright, with none of that clean-up. The model here is a test model whose loading takes a minute, so that the Ctrl-C
 lands while Triton is starting."""
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ class TritonPythonModel:
 '''
 
 
-def test_ctrl_c_while_triton_starts_stops_it_and_says_so(tmp_path):
+@pytest.mark.parametrize("sent,how", [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM"),
+                                      (signal.SIGHUP, "SIGHUP")])
+def test_ctrl_c_while_triton_starts_stops_it_and_says_so(tmp_path, sent, how):
     import psutil
 
     model = tmp_path / "repository" / "intents"
@@ -61,7 +64,7 @@ spec:
     try:
         assert triton, "tritonserver did not start"
         time.sleep(3)   # well into its start, long before the model is loaded
-        cli.send_signal(signal.SIGINT)
+        cli.send_signal(sent)
         output, _ = cli.communicate(timeout=120)
         assert cli.returncode == 130, output[-3000:]
         time.sleep(2)
@@ -74,4 +77,4 @@ spec:
         if cli.poll() is None:
             cli.kill()
     status = json.loads((state / "runs" / "modeldeployment-intents" / "status.json").read_text())
-    assert status["phase"] == "Stopped" and status["message"] == "interrupted while starting (Ctrl-C)"
+    assert status["phase"] == "Stopped" and status["message"] == f"interrupted while starting ({how})"

@@ -64,3 +64,19 @@ def test_method_immutable_once_training(control_plane, namespace):
     r = _patch(control_plane, namespace, name, {"spec": {"method": {"lora": {"r": 64}}}})
     assert r.returncode != 0, "spec.method changed while Training"
     assert "spec.method" in r.stderr, r.stderr
+
+
+def test_output_and_export_immutable_once_training(control_plane, namespace):
+    """The export Job is built from the spec when training ends: an edit of spec.output or
+    spec.export during training exported to another place, or in another way, than the attempt
+    trained for (the trainer works from its snapshot of the spec)."""
+    job = _finetunejob()
+    name = job["metadata"]["name"]
+    control_plane.apply(job, "-n", namespace)
+    r = _patch(control_plane, namespace, name, {"spec": {"export": {"keepVersions": 5}}})
+    assert r.returncode == 0, r.stderr   # before training: free
+    _set_phase(control_plane, namespace, name, "Training")
+    r = _patch(control_plane, namespace, name, {"spec": {"output": {"uri": "pvc://models/elsewhere"}}})
+    assert r.returncode != 0 and "spec.output is immutable" in r.stderr, r.stderr
+    r = _patch(control_plane, namespace, name, {"spec": {"export": {"onnx": {"quantize": "int4"}}}})
+    assert r.returncode != 0 and "spec.export is immutable" in r.stderr, r.stderr

@@ -87,6 +87,15 @@ class FineTuneJob(CustomResource):
         rule("!has(oldSelf.status) || !has(oldSelf.status.phase) || oldSelf.status.phase in ['Pending', 'Queued', "
              "'Suspended'] || self.spec.method == oldSelf.spec.method",
              "spec.method is immutable once training has started; create a new FineTuneJob instead"),
+        # the export Job is built from the spec when training ends, while training wrote its snapshot
+        # of it: an edit in between would export to another place, or in another way, than trained for
+        rule("!has(oldSelf.status) || !has(oldSelf.status.phase) || oldSelf.status.phase in ['Pending', 'Queued', "
+             "'Suspended'] || self.spec.output == oldSelf.spec.output",
+             "spec.output is immutable once training has started; create a new FineTuneJob instead"),
+        rule("!has(oldSelf.status) || !has(oldSelf.status.phase) || oldSelf.status.phase in ['Pending', 'Queued', "
+             "'Suspended'] || (has(self.spec.export) == has(oldSelf.spec.export) && "
+             "(!has(self.spec.export) || self.spec.export == oldSelf.spec.export))",
+             "spec.export is immutable once training has started; create a new FineTuneJob instead"),
     )
 
 

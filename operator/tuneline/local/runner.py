@@ -82,6 +82,35 @@ _TRAINER_EXITS = {2: (FailureReason.INVALID_DATASET, 2), 3: (FailureReason.INVAL
 @dataclass
 class _CtrlC:
     pressed: bool = False
+    how: str = "Ctrl-C"
+
+
+# what ends a run like Ctrl-C: a closed terminal (SIGHUP), `kill` or a CI runner stopping (SIGTERM)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _how(signum: int) -> str:
+    return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+
+
+def _raise_interrupt(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(_how(signum))
+
+
+@contextmanager
+def stop_signals_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise KeyboardInterrupt as Ctrl-C does (its argument names the signal), so
+    `tuneline run` cleans up the same way: the servers it was starting are stopped and the status
+    says interrupted. Before, they killed the CLI outright and left Triton running untracked."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, _raise_interrupt) for s in STOP_SIGNALS if s != signal.SIGINT}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 @contextmanager
@@ -94,11 +123,15 @@ def _ctrl_c_as_flag() -> Iterator[_CtrlC]:
     if threading.current_thread() is not threading.main_thread():
         yield ctrl_c
         return
-    previous = signal.signal(signal.SIGINT, lambda *_: setattr(ctrl_c, "pressed", True))
+
+    def pressed(signum: int, _frame: Any) -> None:
+        ctrl_c.how, ctrl_c.pressed = _how(signum), True
+    previous = {s: signal.signal(s, pressed) for s in STOP_SIGNALS}
     try:
         yield ctrl_c
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def train_in_subprocess(job: FineTuneJob, output_dir: Path, ctx: RunContext, log: Path,
@@ -130,7 +163,7 @@ def train_in_subprocess(job: FineTuneJob, output_dir: Path, ctx: RunContext, log
                 except (OSError, ValueError):
                     pass  # not written yet, or being replaced
             if ctrl_c.pressed:
-                raise KeyboardInterrupt
+                raise KeyboardInterrupt(ctrl_c.how)
         except KeyboardInterrupt:
             process.send_signal(signal.SIGINT)  # the trainer stops Ray and keeps its checkpoints
             try:

@@ -235,18 +235,22 @@ def run(
 def _print_statuses(state, runs=None) -> None:
     from rich.table import Column
 
-    # who and what are never cut short; the conditions (the True ones: Unknown says nothing) and
-    # the message wrap instead
+    # who and what are never cut short; the conditions (the True ones: Unknown says nothing), one a
+    # line so that no word is split, and the message wrap instead. A terminal too narrow for both
+    # (80 columns) leaves the conditions out: the message was folded a few letters a line
+    out = Console()
+    wide = out.width >= 110
     table = Table(*(Column(h, no_wrap=True) for h in ("kind", "name", "phase", "progress")),
-                  Column("conditions", overflow="fold"), Column("message", overflow="fold"), title="status")
+                  *([Column("conditions", no_wrap=True)] if wide else []), Column("message", overflow="fold"),
+                  title="status")
     for kind, name, status in state.runs() if runs is None else runs:
-        conditions = ", ".join(f"{c.get('type')}" for c in status.get("conditions") or []
-                               if isinstance(c, dict) and c.get("status") == "True")
+        conditions = "\n".join(f"{c.get('type')}" for c in status.get("conditions") or []
+                                if isinstance(c, dict) and c.get("status") == "True")
         percent = (status.get("progress") or {}).get("percent")
         message = status.get("message") or status.get("url") or ""
         table.add_row(kind, name, status.get("phase", "-"), "" if percent is None else f"{percent}%",
-                      conditions, message)
-    Console().print(table)
+                      *([conditions] if wide else []), message)
+    out.print(table)
 
 
 _IN_PROGRESS = ("Pending", "Training", "Evaluating", "Exporting")

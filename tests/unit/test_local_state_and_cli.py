@@ -97,6 +97,27 @@ def test_status_and_logs_of_one_run_and_a_dead_gateway(tmp_path):
     assert missing.exit_code == EXIT_BAD_INPUT and not state.run_path("FineTuneJob", "ghost").exists()
 
 
+@pytest.mark.parametrize("columns", [80, 140])
+def test_the_status_table_never_splits_a_word(tmp_path, monkeypatch, columns):
+    """At 80 columns (a default terminal) the conditions and message shared about twenty columns and
+    were folded a few letters a line ("Succeede", "d"); the conditions now show only when they fit."""
+    monkeypatch.setenv("COLUMNS", str(columns))
+    state = LocalState(tmp_path)
+    conditions = [{"type": t, "status": "True"} for t in ("Succeeded", "Trained", "Evaluated", "Exported")]
+    _run(state, "FineTuneJob", "bank-assistant", {"phase": "Succeeded", "conditions": conditions,
+                                                   "message": "model version 1 ready to serve"})
+    text = runner.invoke(app, ["status", "--state-dir", str(tmp_path)]).stdout
+    rows = [line for line in text.splitlines() if line.startswith(("│", "┃"))]
+    cells = {cell.strip() for line in rows for cell in line.replace("┃", "│").split("│") if cell.strip()}
+    assert max(len(line) for line in text.splitlines()) <= columns
+    assert {"FineTuneJob", "bank-assistant", "Succeeded"} <= cells
+    words = {w for cell in cells for w in cell.split()}
+    written = {"FineTuneJob", "bank-assistant", "Succeeded", "Trained", "Evaluated", "Exported", "model", "version",
+               "1", "ready", "to", "serve", "status", "kind", "name", "phase", "progress", "conditions", "message"}
+    assert {"model", "version", "ready", "serve"} <= words and words <= written, words - written
+    assert ({"Trained", "Evaluated", "Exported"} <= cells) is (columns >= 110)
+
+
 def test_a_run_whose_output_volume_is_not_mapped_fails_the_step_with_bad_input(tmp_path):
     manifest = tmp_path / "job.yaml"
     manifest.write_text(open("examples/bank-assistant.yaml").read().split("\n---")[0]

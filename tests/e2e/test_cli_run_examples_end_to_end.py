@@ -89,6 +89,21 @@ def test_classifier_example_runs_and_predicts(tmp_path, models_dir):
 
         status = tuneline("status", "-o", "json", state=state, timeout=60)
         assert {r["name"] for r in json.loads(status.stdout)} == {"bank-intents"}
+
+        # the same export, served bare (spec.model.format onnx: no Triton repository, no FineTuneJob):
+        # packaged as one version when the deployment starts, it answers as the packaged one did
+        bare = tmp_path / "bare.yaml"
+        bare.write_text(yaml.safe_dump({
+            "apiVersion": "tuneline.io/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": "bare-intents"},
+            "spec": {"model": {"uri": "pvc://models/bank-intents/export", "format": "onnx"},
+                     "task": "sequence-classification", "resources": {"gpus": 0}}}))
+        served_bare = tuneline("run", "-f", str(bare), "--volume", f"models={out}", "-o", "json", state=state)
+        assert served_bare.returncode == 0, served_bare.stdout[-3000:] + served_bare.stderr[-3000:]
+        again_bare = tuneline("predict", "bare-intents", "I lost my card, please block it",
+                              "What is the fee for an instalment plan?", "-o", "json", state=state, timeout=120)
+        assert again_bare.returncode == 0, again_bare.stderr
+        assert [item["label"] for item in json.loads(again_bare.stdout)["data"]] == labels
+        assert served_config(state, "bare-intents", "bare-intents")["backend"] == "python"
         # a rerun with the same spec does not train again
         again = tuneline("run", "-f", "examples/intent-classifier.yaml", "--volume", "data=examples/data",
                          "--volume", f"models={out}", "-o", "json", state=state)

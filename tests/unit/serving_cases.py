@@ -70,6 +70,12 @@ CASES = {
         resources={"gpus": 0, "cpu": "2", "memory": "4Gi"}, autoscaling=None,
         api={"openai": False, "maxTokens": 64},
     ), ServedModel(name="bank-assistant", repository="pvc://models/classifier/triton", version=None)),
+    # a bare ONNX export (no Triton repository): the init container packages it; CPU autoscaling
+    "bare-onnx-export": (dict(
+        model={"uri": "pvc://models/bank-intents/export", "format": "onnx"}, task="sequence-classification",
+        resources={"gpus": 0, "cpu": "2", "memory": "4Gi"},
+        autoscaling={"minReplicas": 1, "maxReplicas": 4, "metric": "cpu", "target": 70},
+    ), ServedModel(name="bank-assistant", repository="pvc://models/bank-intents/export", version=None)),
 }
 
 

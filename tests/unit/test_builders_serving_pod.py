@@ -95,6 +95,26 @@ def test_pvc_repository_is_mounted_read_only_with_a_subpath_and_one_version_link
     assert gw[gw.index("--model-version") + 1] == "3"
 
 
+def test_a_bare_export_is_packaged_by_the_init_container():
+    """spec.model.format onnx: the URI is the export directory itself (no model directory under it),
+    and the init container packages it as one version before linking it for Triton."""
+    pod = _pod(build_triton_deployment(case_md("bare-onnx-export"), 1, CASES["bare-onnx-export"][1], SETTINGS))
+    (init,) = pod["initContainers"]
+    args = init["args"]
+    assert args[args.index("--source") + 1] == "/mnt/model-source"
+    assert args[args.index("--export-format") + 1] == "onnx"
+    assert args[args.index("--task") + 1] == "sequence-classification" and "--version" not in args
+    mount = next(m for m in init["volumeMounts"] if m["name"] == "model-source")
+    assert mount["subPath"] == "bank-intents/export"
+    # the packaged copy lives in the models emptyDir, which the Triton container mounts at the same path
+    models = next(m for m in _container(pod, "triton")["volumeMounts"] if m["name"] == "models")
+    assert models["mountPath"] == next(m for m in init["volumeMounts"] if m["name"] == "models")["mountPath"]
+    from tuneline_workloads.triton.__main__ import main as assemble_main   # the init container takes these
+    with pytest.raises(SystemExit) as usage:
+        assemble_main(args + ["--help"])
+    assert usage.value.code == 0
+
+
 def test_s3_repository_is_fetched_by_an_init_container_first():
     pod = _pod(build_triton_deployment(case_md("s3-keda-gateway"), 1, CASES["s3-keda-gateway"][1], SETTINGS))
     assert [c["name"] for c in pod["initContainers"]] == ["fetch-model", "model-repository"]

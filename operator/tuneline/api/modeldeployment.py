@@ -14,21 +14,26 @@ from tuneline.api.common import (Condition, CpuQuantity, DnsName, MemoryQuantity
 
 class ModelRef(ApiModel):
     from_fine_tune_job: DnsName | None = Field(None, description="serve the latest version this FineTuneJob produced")
-    uri: Uri | None = Field(None, description="a Triton model repository (what a FineTuneJob's export writes)")
-    # the other formats name a bare export, which nothing packages at serve time yet: refused below
-    # instead of being accepted and then failing in the pod
-    format: Literal["triton-repository", "onnx", "onnx-genai", "tensorrt"] = "triton-repository"
+    uri: Uri | None = Field(None, description="a Triton model repository (what a FineTuneJob's export writes, "
+                                              "<output>/triton, holding a model named like this deployment), or "
+                                              "with another format a bare export (<output>/export)")
+    format: Literal["triton-repository", "onnx", "onnx-genai", "tensorrt"] = Field(
+        "triton-repository", description="onnx (a classifier), onnx-genai (a chat or text model) or tensorrt (a "
+                                         "classifier's engine): a bare export, packaged as one version when a pod "
+                                         "starts")
     version: int | None = Field(None, ge=1, description="pin a model version; an older one rolls back")
 
     rules = (
         rule("has(self.fromFineTuneJob) != has(self.uri)",
              "spec.model needs exactly one of fromFineTuneJob or uri",
              lambda m: (m.from_fine_tune_job is None) != (m.uri is None)),
-        rule("self.format == 'triton-repository'",
-             "spec.model.format: only triton-repository is served; point spec.model.uri at the Triton model "
-             "repository a FineTuneJob's export writes (<output>/triton, TensorRT engines included), or use "
-             "fromFineTuneJob",
-             lambda m: m.format == "triton-repository", field_path=".format"),
+        rule("self.format == 'triton-repository' || has(self.uri)",
+             "spec.model.format other than triton-repository names a bare export: it needs spec.model.uri",
+             lambda m: m.format == "triton-repository" or m.uri is not None, field_path=".format"),
+        rule("self.format == 'triton-repository' || !has(self.version)",
+             "spec.model.version pins a version of a Triton repository; a bare export (spec.model.format "
+             "onnx, onnx-genai or tensorrt) is one model",
+             lambda m: m.format == "triton-repository" or m.version is None, field_path=".version"),
     )
 
 
@@ -180,6 +185,17 @@ class ModelDeploymentSpec(ApiModel):
     rollout: Rollout = Field(default_factory=Rollout)
 
     rules = (
+        rule("self.model.format != 'tensorrt' || self.resources.gpus > 0",
+             "spec.model.format tensorrt needs a GPU: set spec.resources.gpus to 1 or more",
+             lambda s: s.model.format != "tensorrt" or s.resources.gpus > 0, field_path=".resources.gpus"),
+        rule("self.model.format != 'onnx-genai' || self.task != 'sequence-classification'",
+             "spec.model.format onnx-genai is a chat or text-generation model: spec.task must be chat or "
+             "text-generation",
+             lambda s: s.model.format != "onnx-genai" or s.task != "sequence-classification", field_path=".task"),
+        rule("!(self.model.format in ['onnx', 'tensorrt']) || self.task == 'sequence-classification'",
+             "spec.model.format onnx and tensorrt serve a classifier: spec.task must be sequence-classification",
+             lambda s: s.model.format not in ("onnx", "tensorrt") or s.task == "sequence-classification",
+             field_path=".task"),
         # DCGM reports only GPUs assigned to a pod: without one the HPA would never get its metric
         rule("!has(self.autoscaling) || self.autoscaling.metric != 'gpu-utilization' || self.resources.gpus > 0",
              "spec.autoscaling.metric gpu-utilization (the default) needs spec.resources.gpus of 1 or more; "

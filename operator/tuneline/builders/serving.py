@@ -195,8 +195,13 @@ def assemble_args(md, model: ServedModel) -> list[str]:
     data into ``/models/<model>`` and writes its config.pbtxt with ``spec.triton`` and the pod's GPU
     applied (the packaged config is the export's defaults)."""
     triton = md.spec.triton.model_dump(by_alias=True, mode="json", exclude={"image"})
-    args = ["--source", f"{SOURCE_DIR}/{model.name}", "--models-dir", MODELS_DIR, "--model", model.name,
-            "--source-uri", model.repository.rstrip("/"), "--triton", json.dumps(triton, sort_keys=True)]
+    fmt = md.spec.model.format
+    bare = fmt != "triton-repository"   # a bare export: packaged by the init container first
+    args = ["--source", SOURCE_DIR if bare else f"{SOURCE_DIR}/{model.name}", "--models-dir", MODELS_DIR,
+            "--model", model.name, "--source-uri", model.repository.rstrip("/"),
+            "--triton", json.dumps(triton, sort_keys=True)]
+    if bare:
+        args += ["--export-format", fmt, "--task", md.spec.task]
     if model.version is not None:
         args += ["--version", str(model.version)]
     if md.spec.resources.gpus > 0:

@@ -376,7 +376,8 @@ def _wait_http(url: str, timeout: float, process: subprocess.Popen | None = None
 def run_modeldeployment(md: ModelDeployment, ctx: RunContext, port: int | None = None) -> dict[str, Any]:
     """Start Triton and the gateway for ``md`` (detached: they keep serving after the CLI exits)."""
     from tuneline_workloads.storage import StorageError, resolve_uri
-    from tuneline_workloads.triton.repository import ServedModelError, assemble_served_model, triton_settings
+    from tuneline_workloads.triton.repository import (ServedModelError, assemble_served_model, package_export,
+                                                      triton_settings)
     from tuneline_workloads.triton.server import TritonServer, free_port
 
     kind, name = md.kind, md.metadata.name
@@ -426,9 +427,16 @@ def run_modeldeployment(md: ModelDeployment, ctx: RunContext, port: int | None =
     # what this deployment serves, as the pod's init container assembles it: the version, with
     # spec.triton (batching, instances) and the device in a config.pbtxt of its own
     gpu, no_gpu = _serving_gpu(md)
+    if spec.model.format == "tensorrt" and not gpu:
+        raise fail("InvalidSpec", f"spec.model.format tensorrt: a TensorRT engine runs only on a GPU ({no_gpu}); "
+                                  "serve the export's ONNX model instead (format onnx)", 2)
     served = ctx.state.run_dir(kind, name) / "models"
     try:
-        assemble_served_model(repository / model_name, served, model_name, triton_settings(spec.triton, gpu=gpu),
+        source = repository / model_name
+        if spec.model.format != "triton-repository":   # a bare export: packaged as one version first
+            source = package_export(repository, ctx.state.run_dir(kind, name) / "packaged", model_name, spec.task,
+                                    spec.model.format, source_uri=spec.model.uri)
+        assemble_served_model(source, served, model_name, triton_settings(spec.triton, gpu=gpu),
                               version=version, source_uri=str(repository))
     except ServedModelError as exc:
         raise fail("ModelNotFound", str(exc), 2) from None

@@ -3,6 +3,9 @@ container runs this; the local runner calls the same function).
 
     python3 -m tuneline_workloads.triton --source /mnt/model-source/bank-intents --models-dir /models \\
         --model bank-intents --version 3 --triton '{"maxBatchSize": 32}' --gpu
+
+With ``--export-format`` the source is a bare export (``<output>/export``), packaged first into
+``<models-dir>/.packaged`` as a one-version repository.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ import json
 import sys
 from pathlib import Path
 
-from tuneline_workloads.triton.repository import (CONFIG_FILE, assemble_served_model, config_kind,
+from tuneline_workloads.triton.repository import (CONFIG_FILE, EXPORT_FORMATS, PACKAGED_EXPORT_DIR,
+                                                  assemble_served_model, config_kind, package_export,
                                                   parse_model_config, triton_settings)
 
 
@@ -40,10 +44,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--triton", default="{}", help="ModelDeployment spec.triton as JSON")
     parser.add_argument("--gpu", action="store_true", help="run the model's instances on the pod's GPU")
     parser.add_argument("--source-uri", default=None, help="the repository's URI, for messages")
+    parser.add_argument("--export-format", choices=sorted(EXPORT_FORMATS), default=None,
+                        help="the source is a bare export of this format (spec.model.format), packaged here first")
+    parser.add_argument("--task", default=None, help="spec.task (with --export-format)")
     args = parser.parse_args(argv)
     try:
         settings = triton_settings(json.loads(args.triton), gpu=args.gpu)
-        served = assemble_served_model(args.source, args.models_dir, args.model, settings, version=args.version,
+        source = args.source
+        if args.export_format:
+            if args.task is None:
+                parser.error("--export-format needs --task")
+            source = package_export(args.source, args.models_dir / PACKAGED_EXPORT_DIR, args.model, args.task,
+                                    args.export_format, source_uri=args.source_uri)
+        served = assemble_served_model(source, args.models_dir, args.model, settings, version=args.version,
                                        source_uri=args.source_uri)
     except (ValueError, OSError) as exc:   # ServedModelError and bad --triton JSON are ValueErrors
         print(f"error: {exc}", file=sys.stderr)

@@ -403,6 +403,46 @@ class ServedModelError(ValueError):
     """The repository does not hold what a deployment asks to serve."""
 
 
+# where a bare export is packaged, inside the directory Triton serves (hidden: Triton loads only the
+# models it is told to, and a dot-directory is no model name)
+PACKAGED_EXPORT_DIR = ".packaged"
+# spec.model.format of a bare export -> (the export report's format, tasks it serves, Triton backend)
+EXPORT_FORMATS = {"onnx": ("onnx", ("sequence-classification",), "python"),
+                  "onnx-genai": ("onnx-genai", ("chat", "text-generation"), "python"),
+                  "tensorrt": ("onnx", ("sequence-classification",), "tensorrt")}
+
+
+def package_export(export_dir: Path, repository: Path, model_name: str, task: str, fmt: str, *,
+                   source_uri: str | None = None) -> Path:
+    """Package a bare export (what ``run_export`` writes: ``export_report.json`` beside its variants)
+    as a one-version repository in ``repository``, so that a ModelDeployment can serve an export no
+    FineTuneJob packaged (``spec.model.format`` onnx, onnx-genai or tensorrt). ``repository`` is
+    replaced: it is the deployment's own (the pod's emptyDir, the local run's directory).
+    Returns the packaged model directory."""
+    export_dir, repository = Path(export_dir), Path(repository)
+    where = (source_uri or str(export_dir)).rstrip("/")
+    report_file = export_dir / contract.EXPORT_REPORT_FILE
+    if not report_file.is_file():
+        raise ServedModelError(f"{where}/{contract.EXPORT_REPORT_FILE} not found: spec.model.format {fmt} names an "
+                               "export directory (what tuneline's export writes, <output>/export)")
+    report = json.loads(report_file.read_text())
+    written, tasks, backend = EXPORT_FORMATS[fmt]
+    if report.get("format") != written:
+        raise ServedModelError(f"{where} holds a {report.get('format')} export, not {written}: set spec.model.format "
+                               "to what the export wrote")
+    if task not in tasks:
+        raise ServedModelError(f"spec.model.format {fmt} serves {' or '.join(tasks)}, not spec.task {task}")
+    if repository.exists():
+        shutil.rmtree(repository)
+    try:
+        add_model_version(repository, model_name, task, export_dir, report, backend=backend)
+    except (KeyError, FileNotFoundError) as exc:   # a variant the report names is missing
+        raise ServedModelError(f"{where}: the export is incomplete ({exc})") from None
+    except ValueError as exc:                       # an export that failed (its report says so)
+        raise ServedModelError(f"{where}: {exc}") from None
+    return repository / model_name
+
+
 def assemble_served_model(source: Path, models_dir: Path, model_name: str, settings: TritonSettings, *,
                           version: int | None = None, source_uri: str | None = None) -> Path:
     """Make ``models_dir/model_name`` serve ``source`` (a packaged model directory) as one deployment

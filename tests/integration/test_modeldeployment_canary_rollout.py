@@ -100,6 +100,7 @@ def test_canary_promoted_step_by_step_resumed_after_kill_then_rolled_back_on_err
                   lambda: (s := md_status(cp, ns, "bank")).get("modelVersion") == 1 and "canary" not in s and s,
                   timeout=60)
     assert st["revision"] == 4 and st["history"][-1]["outcome"] == "Active"
+    assert st["lastRevision"] == 4   # kept by the API server's schema: numbers are never given twice
     assert "RolledBackToRevision" in _reasons(cp, ns)
     st = wait_for("Available, not degraded", lambda: (s := md_status(cp, ns, "bank")).get("phase") == "Available"
                   and s, timeout=60)

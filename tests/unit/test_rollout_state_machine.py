@@ -369,3 +369,21 @@ def test_the_controller_scales_a_canary_that_is_to_replace_the_stable_to_the_sta
     live = {r: {"spec": {"replicas": n}, "status": {"readyReplicas": n}} for r, n in ((1, 4), (2, 2))}
     controller.apply(k, serving_cases.md(replicas=4, rollout=SMALL_STEPS), body, act, live, serving_cases.SETTINGS)
     assert k.scaled == {"bank-assistant-r2": 4} and not any(kind == "Deployment" for kind, _ in k.deleted)
+
+
+def test_a_revision_number_is_never_given_twice_even_once_trimmed_from_history():
+    """With revisionHistoryLimit 1 a rolled-back canary's record was trimmed once the hold on it
+    ended, and the next canary got its number again: a second Deployment <name>-r2 (the first may
+    still be terminating) and a history where revision 2 meant two models."""
+    w = deployed(sp=spec(rollout={"revisionHistoryLimit": 1, "steps": [{"weight": 10, "pauseSeconds": 60}]}))
+    w.target = model(4)
+    w.run(), w.run(), w.run()
+    assert w.status["canary"]["revision"] == 2
+    w.tick(20)
+    assert w.run(BAD_ERRORS).name == "Rollback"
+    w.target = model(3)          # back to the stable model: the hold on revision 2 ends
+    w.run()
+    assert [r["revision"] for r in w.status["history"]] == [1]
+    w.target = model(5)
+    act = w.run()
+    assert act.name == "StartCanary" and act.canary[0] == 3

@@ -246,3 +246,5 @@ class ModelDeploymentStatus(ApiModel):
     model_version: int | None = None
     canary: CanaryStatus | None = None
     history: list[RevisionRecord] = Field(default_factory=list, max_length=100)
+    last_revision: int | None = Field(None, description="the highest revision number given; numbers trimmed "
+                                                        "from history are never given again")

@@ -159,8 +159,11 @@ def parse_time(value: str | None) -> datetime | None:
 
 
 def next_revision(status: dict[str, Any]) -> int:
+    """One above every revision number ever given: those in the history, the live ones, and the
+    high-water mark (a number trimmed from the history is never given again)."""
     seen = [r.get("revision") or 0 for r in status.get("history") or []]
-    seen += [status.get("revision") or 0, ((status.get("canary") or {}).get("revision")) or 0]
+    seen += [status.get("revision") or 0, ((status.get("canary") or {}).get("revision")) or 0,
+             status.get("lastRevision") or 0]
     return max(seen) + 1
 
 
@@ -409,6 +412,7 @@ def next_rollout_action(spec: ModelDeploymentSpec, status: dict[str, Any] | None
     keep = {stable_rev, *([canary["revision"]] if canary else [])}
     if hold_record is not None:
         keep.add(hold_record["revision"])
+    s["lastRevision"] = next_revision(s) - 1   # before the trim forgets any
     s["history"] = trim_history(history, rollout.revision_history_limit, keep)
     if canary:
         s["canary"] = canary

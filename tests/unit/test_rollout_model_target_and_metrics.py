@@ -51,6 +51,31 @@ def test_a_hand_off_version_int_cannot_read_is_ignored_not_raised():
     assert observe_revisions([deployment])[2].model.version is None
 
 
+def test_a_uri_deployments_spec_edited_after_a_hand_off_wins_and_a_later_hand_off_wins_again():
+    """A hand-off used to win over the deployment's spec.model.uri for good: a user who pointed the
+    deployment elsewhere afterwards kept getting the job's model. The hand-off records the URI it
+    replaced, and applies while that is still the spec's."""
+    from tuneline.controllers.handoff import handoff_patch
+
+    uri_a, uri_b = "pvc://models/a/triton", "pvc://models/b/triton"
+    body = _body(model={"uri": uri_a})
+    ann = handoff_patch(handoff_annotations("team-a", "bank-assistant", 4, "pvc://models/bank-assistant/triton",
+                                            "2025-01-01T00:00:00Z"), body)["metadata"]["annotations"]
+    handed = resolve_target(_body(ann, model={"uri": uri_a}), spec(model={"uri": uri_a}), None)[0]
+    assert handed == ServedModel("bank-assistant", "pvc://models/bank-assistant/triton", 4)
+    edited = resolve_target(_body(ann, model={"uri": uri_b}), spec(model={"uri": uri_b}), None)[0]
+    assert edited == ServedModel("bank-assistant", uri_b, None)   # the deployment's own name and URI
+    again = handoff_patch(ann, _body(model={"uri": uri_b}))["metadata"]["annotations"]
+    assert resolve_target(_body(again, model={"uri": uri_b}), spec(model={"uri": uri_b}), None)[0].version == 4
+    # an annotation written before the URI was recorded still applies
+    legacy = {k: v for k, v in ann.items() if k != "tuneline.io/handed-off-over-uri"}
+    assert resolve_target(_body(legacy, model={"uri": uri_b}), spec(model={"uri": uri_b}), None)[0].version == 4
+    # a bare export is no repository to pick a version from
+    bare = {"uri": "pvc://models/a/export", "format": "onnx"}
+    bare_spec = spec(model=bare, task="sequence-classification", resources={"gpus": 1})
+    assert resolve_target(_body(legacy, model=bare), bare_spec, None)[0].repository == "pvc://models/a/export"
+
+
 def test_waiting_for_a_job_is_not_a_problem_a_missing_job_is():
     model, msg, problem = resolve_target(_body(), spec(), {"status": {"phase": "Training"}})
     assert model is None and not problem and "Training" in msg

@@ -150,7 +150,10 @@ def _handoff(k: Kube, body: dict[str, Any], act: Action) -> None:
     namespace = body["metadata"].get("namespace")
     target = act.handoff["name"]
     try:
-        k.patch(API_VERSION, "ModelDeployment", namespace, target, handoff_patch(act.handoff["annotations"]))
+        current = k.get(API_VERSION, "ModelDeployment", namespace, target)
+        if current is None:
+            raise ApiError(404, "Not Found", "")
+        k.patch(API_VERSION, "ModelDeployment", namespace, target, handoff_patch(act.handoff["annotations"], current))
     except ApiError as exc:
         if not exc.not_found:
             raise

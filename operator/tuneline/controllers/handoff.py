@@ -7,6 +7,9 @@ ModelDeployment's **metadata annotations** (never its spec, which the user owns)
 * ``tuneline.io/model-source``: ``<namespace>/<finetunejob name>`` that produced it
 * ``tuneline.io/triton-repository``: URI of the Triton model repository holding that version
 * ``tuneline.io/handed-off-at``: RFC 3339 time of the hand-off
+* ``tuneline.io/handed-off-over-uri``: the deployment's ``spec.model.uri`` when the hand-off was made
+  (a deployment that names a repository by URI): the hand-off applies while that stays the URI, so
+  a later edit of the spec wins over an earlier hand-off, and a later hand-off over the edit
 
 The ModelDeployment controller watches these annotations and rolls the version out (canary, per its
 ``spec.rollout``). A ModelDeployment that uses ``spec.model.fromFineTuneJob`` can equally read
@@ -24,6 +27,7 @@ MODEL_VERSION_ANNOTATION = "tuneline.io/model-version"
 MODEL_SOURCE_ANNOTATION = "tuneline.io/model-source"
 TRITON_REPOSITORY_ANNOTATION = "tuneline.io/triton-repository"
 HANDED_OFF_AT_ANNOTATION = "tuneline.io/handed-off-at"
+HANDED_OFF_OVER_URI_ANNOTATION = "tuneline.io/handed-off-over-uri"
 
 
 def handoff_annotations(namespace: str | None, job_name: str, version: int, repository: str | None,
@@ -36,9 +40,11 @@ def handoff_annotations(namespace: str | None, job_name: str, version: int, repo
     return out
 
 
-def handoff_patch(annotations: dict[str, str]) -> dict[str, Any]:
-    """The merge patch sent to the ModelDeployment."""
-    return {"metadata": {"annotations": dict(annotations)}}
+def handoff_patch(annotations: dict[str, str], model_deployment: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The merge patch sent to ``model_deployment`` (as read just before): the annotations, and the
+    URI it names at that moment (None removes an earlier one)."""
+    uri = (((model_deployment or {}).get("spec") or {}).get("model") or {}).get("uri")
+    return {"metadata": {"annotations": {**annotations, HANDED_OFF_OVER_URI_ANNOTATION: uri}}}
 
 
 def already_handed_off(model_deployment: dict[str, Any], version: int, source: str) -> bool:

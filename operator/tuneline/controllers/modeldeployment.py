@@ -135,7 +135,11 @@ def resolve_target(body: dict[str, Any], spec: ModelDeploymentSpec, job: dict[st
             return None, f"waiting for FineTuneJob {job_name} to produce a model version (it is {phase})", False
         model = ServedModel(name=job_name, repository=repository, version=version)
     else:
-        if handed_version is not None and source_job:
+        # a hand-off replaces the URI the deployment named when it was made: not one edited since, nor
+        # a bare export (an export is no repository to pick a version from)
+        over = ann.get(handoff.HANDED_OFF_OVER_URI_ANNOTATION)
+        applies = (over is None or over == spec.model.uri) and spec.model.format == "triton-repository"
+        if handed_version is not None and source_job and applies:
             model = ServedModel(name=source_job,
                                 repository=ann.get(handoff.TRITON_REPOSITORY_ANNOTATION) or spec.model.uri,
                                 version=pinned if pinned is not None else handed_version)

@@ -115,6 +115,19 @@ def test_a_bare_export_is_packaged_by_the_init_container():
     assert usage.value.code == 0
 
 
+def test_a_bare_export_in_s3_is_fetched_whole_into_the_source_directory():
+    """The repository script fetched <uri>/<model>, a folder a bare export does not have: the
+    packaging init container then found no export report, on every start."""
+    m = case_md("bare-onnx-export").model_copy(deep=True)
+    m.spec.model.uri = "s3://team-a-models/bank/export"
+    pod = _pod(build_triton_deployment(m, 1, ServedModel("bank-assistant", "s3://team-a-models/bank/export", None),
+                                       SETTINGS))
+    fetch, package = pod["initContainers"]
+    script = fetch["command"][2]
+    assert 'aws s3 sync --only-show-errors "$MODEL_URI" "$SOURCE_DIR"' in script and "$MODEL_NAME" not in script
+    assert package["args"][package["args"].index("--source") + 1] == "/mnt/model-source"
+
+
 def test_s3_repository_is_fetched_by_an_init_container_first():
     pod = _pod(build_triton_deployment(case_md("s3-keda-gateway"), 1, CASES["s3-keda-gateway"][1], SETTINGS))
     assert [c["name"] for c in pod["initContainers"]] == ["fetch-model", "model-repository"]

@@ -35,6 +35,16 @@ def test_all_digit_names_and_yes_stay_strings():
     assert sorted(r["metadata"]["namespace"] for r in of_kind(docs, "Role")) == ["2024"]
 
 
+def test_an_all_digit_release_name_gives_string_labels():
+    docs = render({"nameOverride": "123"}, release="2024")
+    for d in docs:
+        labels = d["metadata"].get("labels") or {}
+        assert all(isinstance(v, str) for v in labels.values()), (d["kind"], labels)
+        assert labels["app.kubernetes.io/instance"] == "2024" and labels["app.kubernetes.io/name"] == "123"
+    (dep,) = of_kind(docs, "Deployment")
+    assert dep["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"] == "2024"
+
+
 def test_a_renamed_dcgm_series_is_still_exposed_under_the_name_hpas_ask_for():
     from tuneline.builders.serving import GPU_UTIL_METRIC
 

@@ -51,3 +51,17 @@ def test_outside_the_main_thread_no_handler_is_installed():
     thread.start()
     thread.join()
     assert seen == {"handler": before, "pressed": False}
+
+
+def test_an_ignored_sighup_stays_ignored_under_nohup():
+    """`nohup tuneline run` ignores SIGHUP: a closed terminal must not end that run."""
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with stop_signals_interrupt(), _ctrl_c_as_flag() as ctrl_c:
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGHUP)
+            time.sleep(0.2)
+            assert not ctrl_c.pressed
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, before)

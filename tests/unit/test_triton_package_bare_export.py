@@ -2,7 +2,7 @@
 step writes, export_report.json beside its variants): the pod's init container (the same entry
 point the local runner uses) packages it as a one-version repository, then links it for Triton.
 The export here is a fabricated one (files with placeholder bytes): packaging only places files;
-tests/e2e/test_serve_bare_export.py serves a real one."""
+tests/e2e/test_cli_run_examples_end_to_end.py serves a real one."""
 
 from __future__ import annotations
 
@@ -62,4 +62,12 @@ def test_a_failed_export_is_refused(tmp_path):
     export, report = fake_classifier_export(tmp_path)
     _write(export, {**report, "status": "Failed"}, "onnx")
     with pytest.raises(repo.ServedModelError, match="did not succeed"):
+        repo.package_export(export, tmp_path / "packaged", "m", "sequence-classification", "onnx")
+
+
+@pytest.mark.parametrize("text", ['{"format": "onnx", ', '["onnx"]'])
+def test_a_damaged_report_is_refused_saying_so(tmp_path, text):
+    export, _ = fake_classifier_export(tmp_path)
+    (export / contract.EXPORT_REPORT_FILE).write_text(text)
+    with pytest.raises(repo.ServedModelError, match="export_report.json"):
         repo.package_export(export, tmp_path / "packaged", "m", "sequence-classification", "onnx")

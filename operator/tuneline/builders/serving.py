@@ -143,6 +143,10 @@ set -- --exclude '*' --include 'config.pbtxt' --include 'warmup/*'
 if [ -n "$MODEL_VERSION" ]; then set -- "$@" --include "$MODEL_VERSION/*"; else set -- ; fi
 aws s3 sync --only-show-errors "$MODEL_URI/$MODEL_NAME" "$SOURCE_DIR/$MODEL_NAME" "$@"
 """
+# a bare export (spec.model.format onnx | onnx-genai | tensorrt): the URI is the export directory itself
+_FETCH_EXPORT_SCRIPT = r"""set -eu
+aws s3 sync --only-show-errors "$MODEL_URI" "$SOURCE_DIR"
+"""
 
 
 def _model_env(model: ServedModel) -> list[dict[str, Any]]:
@@ -174,7 +178,8 @@ def model_repository(md, model: ServedModel, image: str, settings: Settings
             # every container that mounts model-source mounts it the same way (the symlinks point there)
     elif parsed.scheme == "s3":
         volumes.append({"name": "model-source", "emptyDir": {}})
-        fetch = {"name": "fetch-model", "image": settings.model_sync_image, "command": ["sh", "-c", _FETCH_SCRIPT],
+        script = _FETCH_SCRIPT if md.spec.model.format == "triton-repository" else _FETCH_EXPORT_SCRIPT
+        fetch = {"name": "fetch-model", "image": settings.model_sync_image, "command": ["sh", "-c", script],
                  "env": _model_env(model),
                  "volumeMounts": [{"name": "model-source", "mountPath": SOURCE_DIR}, {"name": "tmp", "mountPath": "/tmp"}],
                  "resources": small, "securityContext": container_security_context()}

@@ -89,6 +89,12 @@ class _CtrlC:
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
+def _heeded(signals: tuple[int, ...]) -> list[int]:
+    """The signals not ignored: `nohup tuneline run` ignores SIGHUP, and a closed terminal must not
+    end that run (as Python leaves an ignored SIGINT alone)."""
+    return [s for s in signals if signal.getsignal(s) is not signal.SIG_IGN]
+
+
 def _how(signum: int) -> str:
     return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
 
@@ -105,7 +111,7 @@ def stop_signals_interrupt() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {s: signal.signal(s, _raise_interrupt) for s in STOP_SIGNALS if s != signal.SIGINT}
+    previous = {s: signal.signal(s, _raise_interrupt) for s in _heeded(STOP_SIGNALS) if s != signal.SIGINT}
     try:
         yield
     finally:
@@ -126,7 +132,7 @@ def _ctrl_c_as_flag() -> Iterator[_CtrlC]:
 
     def pressed(signum: int, _frame: Any) -> None:
         ctrl_c.how, ctrl_c.pressed = _how(signum), True
-    previous = {s: signal.signal(s, pressed) for s in STOP_SIGNALS}
+    previous = {s: signal.signal(s, pressed) for s in _heeded(STOP_SIGNALS)}
     try:
         yield ctrl_c
     finally:

@@ -425,7 +425,12 @@ def package_export(export_dir: Path, repository: Path, model_name: str, task: st
     if not report_file.is_file():
         raise ServedModelError(f"{where}/{contract.EXPORT_REPORT_FILE} not found: spec.model.format {fmt} names an "
                                "export directory (what tuneline's export writes, <output>/export)")
-    report = json.loads(report_file.read_text())
+    try:
+        report = json.loads(report_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise ServedModelError(f"{where}/{contract.EXPORT_REPORT_FILE} cannot be read: {exc}") from None
+    if not isinstance(report, dict):
+        raise ServedModelError(f"{where}/{contract.EXPORT_REPORT_FILE} is not an export report (a JSON object)")
     written, tasks, backend = EXPORT_FORMATS[fmt]
     if report.get("format") != written:
         raise ServedModelError(f"{where} holds a {report.get('format')} export, not {written}: set spec.model.format "

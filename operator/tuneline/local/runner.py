@@ -89,12 +89,6 @@ class _CtrlC:
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-def _heeded(signals: tuple[int, ...]) -> list[int]:
-    """The signals not ignored: `nohup tuneline run` ignores SIGHUP, and a closed terminal must not
-    end that run (as Python leaves an ignored SIGINT alone)."""
-    return [s for s in signals if signal.getsignal(s) is not signal.SIG_IGN]
-
-
 def _how(signum: int) -> str:
     return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
 
@@ -104,19 +98,29 @@ def _raise_interrupt(signum: int, _frame: Any) -> None:
 
 
 @contextmanager
+def _handling(signals: tuple[int, ...], handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """``handler`` for ``signals`` while the block runs, the previous handlers back afterwards. Only
+    in the main thread (no handler can be installed elsewhere), and never for an ignored signal:
+    `nohup tuneline run` ignores SIGHUP, and a closed terminal must not end that run (as Python
+    leaves an ignored SIGINT alone)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, handler) for s in signals if signal.getsignal(s) is not signal.SIG_IGN}
+    try:
+        yield
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)
+
+
+@contextmanager
 def stop_signals_interrupt() -> Iterator[None]:
     """SIGTERM and SIGHUP raise KeyboardInterrupt as Ctrl-C does (its argument names the signal), so
     `tuneline run` cleans up the same way: the servers it was starting are stopped and the status
     says interrupted. Before, they killed the CLI outright and left Triton running untracked."""
-    if threading.current_thread() is not threading.main_thread():
+    with _handling((signal.SIGTERM, signal.SIGHUP), _raise_interrupt):
         yield
-        return
-    previous = {s: signal.signal(s, _raise_interrupt) for s in _heeded(STOP_SIGNALS) if s != signal.SIGINT}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 @contextmanager
@@ -126,18 +130,11 @@ def _ctrl_c_as_flag() -> Iterator[_CtrlC]:
     way out. The handler only assigns an attribute (taking a lock there could deadlock with the
     interrupted code). Outside the main thread (no signal handlers there) the flag stays unset."""
     ctrl_c = _CtrlC()
-    if threading.current_thread() is not threading.main_thread():
-        yield ctrl_c
-        return
 
     def pressed(signum: int, _frame: Any) -> None:
         ctrl_c.how, ctrl_c.pressed = _how(signum), True
-    previous = {s: signal.signal(s, pressed) for s in _heeded(STOP_SIGNALS)}
-    try:
+    with _handling(STOP_SIGNALS, pressed):
         yield ctrl_c
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 def train_in_subprocess(job: FineTuneJob, output_dir: Path, ctx: RunContext, log: Path,

@@ -23,17 +23,22 @@ class ModelRef(ApiModel):
                                          "starts")
     version: int | None = Field(None, ge=1, description="pin a model version; an older one rolls back")
 
+    @property
+    def bare_export(self) -> bool:
+        """The URI names an export that no job packaged: packaged as one version where it is served."""
+        return self.format != "triton-repository"
+
     rules = (
         rule("has(self.fromFineTuneJob) != has(self.uri)",
              "spec.model needs exactly one of fromFineTuneJob or uri",
              lambda m: (m.from_fine_tune_job is None) != (m.uri is None)),
         rule("self.format == 'triton-repository' || has(self.uri)",
              "spec.model.format other than triton-repository names a bare export: it needs spec.model.uri",
-             lambda m: m.format == "triton-repository" or m.uri is not None, field_path=".format"),
+             lambda m: not m.bare_export or m.uri is not None, field_path=".format"),
         rule("self.format == 'triton-repository' || !has(self.version)",
              "spec.model.version pins a version of a Triton repository; a bare export (spec.model.format "
              "onnx, onnx-genai or tensorrt) is one model",
-             lambda m: m.format == "triton-repository" or m.version is None, field_path=".version"),
+             lambda m: not m.bare_export or m.version is None, field_path=".version"),
     )
 
 

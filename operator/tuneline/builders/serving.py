@@ -178,7 +178,7 @@ def model_repository(md, model: ServedModel, image: str, settings: Settings
             # every container that mounts model-source mounts it the same way (the symlinks point there)
     elif parsed.scheme == "s3":
         volumes.append({"name": "model-source", "emptyDir": {}})
-        script = _FETCH_SCRIPT if md.spec.model.format == "triton-repository" else _FETCH_EXPORT_SCRIPT
+        script = _FETCH_EXPORT_SCRIPT if md.spec.model.bare_export else _FETCH_SCRIPT
         fetch = {"name": "fetch-model", "image": settings.model_sync_image, "command": ["sh", "-c", script],
                  "env": _model_env(model),
                  "volumeMounts": [{"name": "model-source", "mountPath": SOURCE_DIR}, {"name": "tmp", "mountPath": "/tmp"}],
@@ -200,13 +200,12 @@ def assemble_args(md, model: ServedModel) -> list[str]:
     data into ``/models/<model>`` and writes its config.pbtxt with ``spec.triton`` and the pod's GPU
     applied (the packaged config is the export's defaults)."""
     triton = md.spec.triton.model_dump(by_alias=True, mode="json", exclude={"image"})
-    fmt = md.spec.model.format
-    bare = fmt != "triton-repository"   # a bare export: packaged by the init container first
+    bare = md.spec.model.bare_export   # packaged by the init container first
     args = ["--source", SOURCE_DIR if bare else f"{SOURCE_DIR}/{model.name}", "--models-dir", MODELS_DIR,
             "--model", model.name, "--source-uri", model.repository.rstrip("/"),
             "--triton", json.dumps(triton, sort_keys=True)]
     if bare:
-        args += ["--export-format", fmt, "--task", md.spec.task]
+        args += ["--export-format", md.spec.model.format, "--task", md.spec.task]
     if model.version is not None:
         args += ["--version", str(model.version)]
     if md.spec.resources.gpus > 0:

@@ -138,7 +138,7 @@ def resolve_target(body: dict[str, Any], spec: ModelDeploymentSpec, job: dict[st
         # a hand-off replaces the URI the deployment named when it was made: not one edited since, nor
         # a bare export (an export is no repository to pick a version from)
         over = ann.get(handoff.HANDED_OFF_OVER_URI_ANNOTATION)
-        applies = (over is None or over == spec.model.uri) and spec.model.format == "triton-repository"
+        applies = (over is None or over == spec.model.uri) and not spec.model.bare_export
         if handed_version is not None and source_job and applies:
             model = ServedModel(name=source_job,
                                 repository=ann.get(handoff.TRITON_REPOSITORY_ANNOTATION) or spec.model.uri,

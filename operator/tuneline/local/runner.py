@@ -436,7 +436,7 @@ def run_modeldeployment(md: ModelDeployment, ctx: RunContext, port: int | None =
     served = ctx.state.run_dir(kind, name) / "models"
     try:
         source = repository / model_name
-        if spec.model.format != "triton-repository":   # a bare export: packaged as one version first
+        if spec.model.bare_export:   # packaged as one version first
             source = package_export(repository, ctx.state.run_dir(kind, name) / "packaged", model_name, spec.task,
                                     spec.model.format, source_uri=spec.model.uri)
         assemble_served_model(source, served, model_name, triton_settings(spec.triton, gpu=gpu),

@@ -65,6 +65,12 @@ class World:
     def report(self, **metrics):  # what the trainer patches into status.metrics
         self.status.setdefault("metrics", {}).update(metrics)
 
+    def training(self):
+        """Attempt 1's RayJob is created and running, and the job says so."""
+        self.run(); self.run()
+        self.ray("bank-assistant-a1", jobDeploymentStatus="Running", jobStatus="RUNNING")
+        self.run()
+
     def trained_and_passed_the_gate(self):
         """Attempt 1 trains, reports a passing evalLoss and succeeds; the next reconcile exports."""
         self.run(); self.run()
@@ -187,9 +193,7 @@ def test_queued_until_kueue_unsuspends():
 
 def test_user_suspend_and_resume():
     w = World()
-    w.run(); w.run()
-    w.ray("bank-assistant-a1", jobDeploymentStatus="Running", jobStatus="RUNNING")
-    w.run()
+    w.training()
     w.body["spec"]["suspend"] = True
     act = w.step()
     assert act.patch == [("ray.io/v1", "RayJob", "bank-assistant-a1", {"spec": {"suspend": True}})]
@@ -209,9 +213,7 @@ def test_suspended_before_start_creates_nothing():
 
 def test_deadline_stops_the_running_rayjob():
     w = World(activeDeadlineSeconds=600)
-    w.run(); w.run()
-    w.ray("bank-assistant-a1", jobDeploymentStatus="Running", jobStatus="RUNNING")
-    w.run()
+    w.training()
     w.now = T0 + timedelta(seconds=601)
     act = w.step()
     assert act.delete == [("ray.io/v1", "RayJob", "bank-assistant-a1")]
@@ -314,9 +316,7 @@ def test_suspended_before_start_then_resumed_says_so_in_its_condition():
 
 def test_a_retry_made_while_the_user_suspends_starts_no_ray_cluster():
     w = World(backoffLimit=2)
-    w.run(); w.run()
-    w.ray("bank-assistant-a1", jobDeploymentStatus="Running", jobStatus="RUNNING")
-    w.run()
+    w.training()
     w.body["spec"]["suspend"] = True
     w.ray("bank-assistant-a1", jobDeploymentStatus="Failed", jobStatus="FAILED", message="NCCL timeout")
     w.step()
@@ -325,9 +325,7 @@ def test_a_retry_made_while_the_user_suspends_starts_no_ray_cluster():
 
 def test_a_failed_job_is_neither_suspended_nor_queued():
     w = World(backoffLimit=0)
-    w.run(); w.run()
-    w.ray("bank-assistant-a1", jobDeploymentStatus="Running", jobStatus="RUNNING")
-    w.run()
+    w.training()
     w.body["spec"]["suspend"] = True
     w.step()
     assert w.cond("Suspended")["status"] == "True"

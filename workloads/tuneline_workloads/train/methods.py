@@ -90,6 +90,18 @@ def peft_config(method, task: str, model_dir: Path):
     raise ValueError(f"unknown spec.method.type {kind!r}")
 
 
+def load_training_tokenizer(model_dir: Path):
+    """The base model's tokenizer as training uses it: one without a pad token (GPT-2, many Llama
+    checkpoints) pads with its end-of-sequence token. The rows are padded with this id and the
+    model's config is given it (:func:`build_model`), so every caller loads the tokenizer here."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 def build_model(method, task: str, model_dir: Path, *, labels: list[str] | None = None,
                 dtype: torch.dtype = torch.float32, gradient_checkpointing: bool = False,
                 pad_token_id: int | None = None):

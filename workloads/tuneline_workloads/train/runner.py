@@ -16,7 +16,7 @@ from tuneline_workloads import contract
 from tuneline_workloads.data import prepare_data, write_json_atomic
 from tuneline_workloads.storage import resolve_uri
 from tuneline_workloads.train.loop import latest_checkpoint, train_loop_per_worker
-from tuneline_workloads.train.methods import check_method_available
+from tuneline_workloads.train.methods import check_method_available, load_training_tokenizer
 from tuneline_workloads.train.progress import plot_losses, read_metrics
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -141,8 +141,6 @@ def run_training(spec, output_dir: Path, volumes: dict[str, Path] | None = None,
 
     Raises DatasetError (file:line) for bad data and MethodUnavailable before anything is trained;
     files already in ``output_dir`` are never deleted."""
-    from transformers import AutoTokenizer
-
     started = time.time()
     output_dir = Path(output_dir).resolve()
     check_method_available(spec.method.type)
@@ -150,9 +148,7 @@ def run_training(spec, output_dir: Path, volumes: dict[str, Path] | None = None,
 
     check_search_available(spec)
     model_dir = resolve_base_model(spec, volumes)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_training_tokenizer(model_dir)
     prepared = prepare_data(spec, tokenizer, volumes)    # DatasetError: nothing written yet
 
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -196,21 +196,20 @@ def _best_value(result, metric: str, mode: str) -> float | None:
 
 def _write_outputs(spec, output_dir: Path, model_dir: Path, prepared, overrides, checkpoint: Path) -> None:
     import torch
-    from transformers import AutoTokenizer
 
     from tuneline.api.finetunejob import LoraConfig as LoraSpec
     from tuneline_workloads.train.loop import checkpoint_weights, schedule
-    from tuneline_workloads.train.methods import build_model, load_trainable_state, save_outputs
+    from tuneline_workloads.train.methods import (build_model, load_trainable_state, load_training_tokenizer,
+                                                  save_outputs)
     from tuneline_workloads.train.progress import ProgressWriter
 
     method = spec.method
     if overrides["lora"]:
         method = method.model_copy(update={"lora": (method.lora or LoraSpec()).model_copy(update=overrides["lora"])})
     hp = spec.hyperparameters.model_copy(update=overrides["hyperparameters"])
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    # the id the rows were padded with (the runner's rule), as the trial's model had it
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    model, params = build_model(method, spec.task, model_dir, labels=prepared.labels, pad_token_id=pad_id)
+    tokenizer = load_training_tokenizer(model_dir)   # pads as the trials' rows were padded
+    model, params = build_model(method, spec.task, model_dir, labels=prepared.labels,
+                                pad_token_id=tokenizer.pad_token_id)
     state, weights = checkpoint_weights(checkpoint)
     load_trainable_state(model, weights)
     written = save_outputs(model, tokenizer, method, spec.task, output_dir, labels=prepared.labels)

@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min). Ratios compare runs taken side by side in "
         "this one run; each figure is a median of several runs.",
         "## Targets", summary,
-        "Measured at: " + ", ".join(f"{area} {data.get('measured_at', 'unknown')}{_steal(data)}"
+        "Measured at: " + ", ".join(f"{area} {data.get('measured_at', 'unknown')}{_machine(data)}"
                                     for area, data in report.items()),
         *sections,
         "## Plots", "\n".join(f"![{p.stem}](plots/{p.name})" for p in pictures) or "(none)",
@@ -93,12 +93,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _steal(data: dict) -> str:
-    """The CPU time the hypervisor took during an area's run, where it was recorded."""
+def _machine(data: dict) -> str:
+    """The CPU an area ran on and the time the hypervisor took meanwhile, where recorded: the
+    machines here differ between runs (INT8 kernels, for one, cost far less with VNNI)."""
     machine = data.get("machine")
-    steal = machine.get("cpu_steal_fraction") if isinstance(machine, dict) else None   # older reports: a string
-    return "" if steal is None else f" ({steal:.1%} of CPU time stolen by the hypervisor)"
-
+    if not isinstance(machine, dict):   # older reports: a string
+        return ""
+    parts = []
+    if machine.get("cpu"):
+        features = machine.get("cpu_features") or []
+        parts.append(f"{machine['cpu']}" + (f" with {', '.join(features)}" if features else ""))
+    if machine.get("cpu_steal_fraction") is not None:
+        parts.append(f"{machine['cpu_steal_fraction']:.1%} of CPU time stolen by the hypervisor")
+    return f" ({'; '.join(parts)})" if parts else ""
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -18,7 +18,8 @@ def test_areas_not_rerun_come_from_the_committed_report(tmp_path, monkeypatch):
     (bench_dir / "report.json").write_text(json.dumps({"areas": committed}))
     # training was rerun: its new results win over the committed ones
     (results / "training.json").write_text(json.dumps({"area": "training", "measured_at": "now",
-                                                      "machine": {"cpus": 2, "cpu_steal_fraction": 0.031}, "targets": [
+                                                      "machine": {"cpus": 2, "cpu": "AMD EPYC", "cpu_features": ["avx2"],
+                                                                  "cpu_steal_fraction": 0.031}, "targets": [
         {"name": "LoRA vs full", "ratio": 0.6, "target": "<= 0.8", "passed": True}]}))
     (results / "training.md").write_text("## Training\n\nnew table\n")
     monkeypatch.setattr(run, "BENCH_DIR", bench_dir)
@@ -29,7 +30,8 @@ def test_areas_not_rerun_come_from_the_committed_report(tmp_path, monkeypatch):
 
     text = (bench_dir / "report.md").read_text()
     assert "old table" in text and "new table" in text and "replaced" not in text
-    assert "training now (3.1% of CPU time stolen by the hypervisor)" in text
+    # the CPU each area ran on: machines here differ between runs
+    assert "training now (AMD EPYC with avx2; 3.1% of CPU time stolen by the hypervisor)" in text
     assert "serving earlier," in text and "export long ago" in text
     assert "| serving | overhead | 2.1 | <= 2 | FAIL |" in text
     assert "| training | LoRA vs full | 0.6 | <= 0.8 | pass |" in text

@@ -127,3 +127,24 @@ def test_classification_split_keeps_every_class_in_train_and_splits_each_alike(t
         count = lambda rs, label: sum(r.label == label for r in rs)  # noqa: E731
         assert [count(out["validation"], label) for label in ("block", "fee", "close", "human")] == [4, 2, 1, 0]
         assert [count(out["train"], label) for label in ("block", "fee", "close", "human")] == [16, 8, 1, 1]
+
+
+@pytest.mark.parametrize("rows, words", [
+    (None, "pvc://data/heldout.jsonl: no such file ({data}/heldout.jsonl)"),
+    (['{"text": "what is the fee", "label": "fee"}', "{not json"], "pvc://data/heldout.jsonl:2: malformed JSON"),
+    ([{"label": "fee"}], "pvc://data/heldout.jsonl:1: missing field 'text'"),
+])
+def test_a_classifiers_held_out_file_fails_the_data_step_before_training(tmp_path, tokenizer, rows, words):
+    """A classifier's heldOut is first used by the export's parity check, after training: a missing
+    or malformed file must fail the data step instead, naming the file (and where it was looked for)."""
+    write(tmp_path / "train.jsonl", [{"text": f"block my card {i}", "label": "block"} for i in range(6)]
+          + [{"text": f"what is the fee for {i}", "label": "fee"} for i in range(6)])
+    if rows is not None:
+        write(tmp_path / "heldout.jsonl", rows)
+    job = spec("sequence-classification", heldOut={"uri": "pvc://data/heldout.jsonl"}, validationSplit=0.2)
+    with pytest.raises(DatasetError) as err:
+        prepare_data(job, tokenizer, {"data": tmp_path})
+    assert str(err.value).startswith(words.format(data=tmp_path)), str(err.value)
+    # labels are optional there (parity compares logits without them)
+    write(tmp_path / "heldout.jsonl", [{"text": "block it now"}, {"text": "the fee?", "label": "fee"}])
+    assert prepare_data(job, tokenizer, {"data": tmp_path}).report["heldOutRows"] == 2

@@ -215,7 +215,8 @@ def load_rows(path: Path, fmt: str, *, text_field: str = "text", label_field: st
     """
     name = display_name or str(path)
     if not path.exists():
-        raise DatasetError(name, None, "no such file")
+        # a URI's error names the file it was looked for at too: a mistyped --volume shows there
+        raise DatasetError(name, None, "no such file" if name == str(path) else f"no such file ({path})")
     if path.is_dir():
         raise DatasetError(name, None, "is a directory, expected a .jsonl or .csv file")
     try:

@@ -108,11 +108,19 @@ def prepare_data(spec, tokenizer, volumes: dict[str, Path] | None) -> PreparedDa
     """Everything the trainer needs from the dataset section of ``spec``, tokenised."""
     pre = spec.dataset.preprocessing
     held_out_rows = None
-    if spec.dataset.held_out is not None and spec.task != "sequence-classification":
-        # read first, so a malformed file fails the job before training rather than after it
+    if spec.dataset.held_out is not None:
+        # read first, so a missing or malformed file fails the job before training rather than after
+        # it (a classifier's is read by the export's parity check, its labels optional there)
         source = spec.dataset.held_out
-        held_out_rows = len(load_held_out(resolve_uri(source.uri, volumes), on_invalid=spec.dataset.on_invalid,
-                                          display_name=source.uri))
+        path = resolve_uri(source.uri, volumes)
+        if spec.task == "sequence-classification":
+            held_out_rows = len(load_rows(path, "text", text_field=source.text_field,
+                                          on_invalid=spec.dataset.on_invalid, display_name=source.uri).rows)
+            if not held_out_rows:
+                raise DatasetError(source.uri, None, f"no rows with a {source.text_field!r} text for the export's "
+                                                     "parity check")
+        else:
+            held_out_rows = len(load_held_out(path, on_invalid=spec.dataset.on_invalid, display_name=source.uri))
     rows = load_dataset_rows(spec, volumes)
     train_rows, val_rows = rows["train"], rows["validation"]
     if not train_rows:

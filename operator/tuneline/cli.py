@@ -18,9 +18,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tuneline.local import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED
 from tuneline.manifests import InvalidManifests, load_manifests
-
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 app = typer.Typer(
     name="tuneline",

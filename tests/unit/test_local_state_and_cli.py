@@ -10,6 +10,7 @@ import json
 import multiprocessing
 import os
 import subprocess
+import sys
 import time
 
 import pytest
@@ -261,3 +262,91 @@ def test_a_job_whose_run_was_killed_is_not_shown_as_training(tmp_path):
     assert (shown["killed"]["phase"], shown["killed"]["reason"]) == ("Failed", "Interrupted")
     assert "stopped while training" in shown["killed"]["message"] and "resume" in shown["killed"]["message"]
     assert shown["running"]["phase"] == "Training"
+
+
+@pytest.mark.parametrize("model, words", [
+    ('{uri: "file://TMP/typo"}', "config.pbtxt not found"),
+    ('{uri: "file://TMP/export", format: tensorrt}', "a TensorRT engine runs only on a GPU"),
+    ('{uri: "file://TMP/repository"}', "is taken by another program"),
+])
+def test_a_rerun_with_bad_input_leaves_the_running_deployment_serving(tmp_path, model, words):
+    """A rerun stopped the deployment it replaces before checking its own spec: a typo took down what
+    was serving. The servers are stand-ins (`sleep`, recorded as the runner records its gateway):
+    only whether they are stopped is under test."""
+    import socket
+
+    repository = tmp_path / "repository" / "intents"
+    (repository / "1").mkdir(parents=True)
+    from tuneline_workloads.triton.repository import TritonSettings, build_model_config
+
+    (repository / "config.pbtxt").write_text(build_model_config("intents", "python-classifier", TritonSettings(),
+                                                                labels=["a", "b"]))
+    state = LocalState(tmp_path / "state")
+    server = _server()
+    state.record_process("ModelDeployment/intents", "gateway", server.pid, port=18080)
+    state.save_spec("ModelDeployment", "intents", {"model": {"uri": "file:///the/old/one"}})
+    serving = {"phase": "Available", "url": "http://127.0.0.1:18080", "revision": 1}
+    state.save_status("ModelDeployment", "intents", serving)
+    manifest = tmp_path / "md.yaml"
+    manifest.write_text(f"""apiVersion: tuneline.io/v1alpha1
+kind: ModelDeployment
+metadata: {{name: intents}}
+spec:
+  model: {model.replace("TMP", str(tmp_path))}
+  task: sequence-classification
+  resources: {{gpus: {1 if "tensorrt" in model else 0}}}
+""")
+    try:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = ["--port", str(taken.getsockname()[1])] if "taken" in words else []
+            result = runner.invoke(app, ["run", "-f", str(manifest), *port, "--state-dir", str(tmp_path / "state"),
+                                         "-o", "json"])
+        assert result.exit_code == EXIT_BAD_INPUT, result.output
+        error = json.loads(result.stdout)["error"]
+        assert words in error and "left serving as it was" in error
+        assert server.poll() is None and [p["pid"] for p in state.processes()] == [server.pid]
+        assert state.status("ModelDeployment", "intents") == serving
+        assert state.snapshot("ModelDeployment", "intents")["spec"]["spec"] == {"model": {"uri": "file:///the/old/one"}}
+        assert not list(state.run_dir("ModelDeployment", "intents").glob("served-*"))
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_a_rerun_with_bad_input_leaves_an_earlier_success_standing(tmp_path):
+    """A rerun of a succeeded job that failed on bad input before training replaced its record: the
+    job read as failed, the unchanged manifest retrained, and its deployment refused to start. The
+    success is recorded as `tuneline run` records one (training it here is not under test)."""
+    job_file = tmp_path / "job.yaml"
+    job_file.write_text(open("examples/intent-classifier.yaml").read().split("\n---")[0])
+    state = LocalState(tmp_path / "state")
+    from tuneline.manifests import load_manifests
+
+    spec = load_manifests([job_file])[0].wire()["spec"]
+    state.save_spec("FineTuneJob", "bank-intents", spec)
+    succeeded = {"phase": "Succeeded", "artifacts": {"tritonRepository": str(tmp_path / "triton"), "modelVersion": 1}}
+    state.save_status("FineTuneJob", "bank-intents", succeeded)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(job_file.read_text().replace('output: {uri: "pvc://models/bank-intents"}', 'output: {uri: "pvc://nosuch/out"}'))
+    assert 'pvc://nosuch/out' in bad.read_text()
+    result = runner.invoke(app, ["run", "-f", str(bad), "--state-dir", str(tmp_path / "state"), "-o", "json"])
+    assert result.exit_code == EXIT_BAD_INPUT, result.output
+    error = json.loads(result.stdout)["error"]
+    assert "spec.output.uri" in error and "the earlier successful run here still stands" in error
+    assert state.status("FineTuneJob", "bank-intents") == succeeded
+    assert state.saved_spec_digest("FineTuneJob", "bank-intents") == state.spec_digest(spec)
+    again = runner.invoke(app, ["run", "-f", str(job_file), "--state-dir", str(tmp_path / "state"),
+                                "--volume", "data=examples/data"])
+    assert again.exit_code == 0 and "already succeeded with this spec" in again.output, again.output
+
+
+def test_a_state_directory_that_is_a_file_is_bad_input_not_a_traceback(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for command in (["status"], ["run", "-f", "examples/intent-classifier.yaml", "--volume", "data=examples/data"]):
+        done = subprocess.run([sys.executable, "-m", "tuneline.cli", *command, "--state-dir", str(afile)],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == EXIT_BAD_INPUT, done.stdout + done.stderr
+        assert f"the state directory {afile}" in done.stdout + done.stderr and "Traceback" not in done.stderr

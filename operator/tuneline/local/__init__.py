@@ -1,0 +1,4 @@
+
+
+# the CLI's exit codes (its docstring says what each means); a step's StepFailed carries one
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130

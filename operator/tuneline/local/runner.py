@@ -9,9 +9,11 @@ state directory instead of the API server.
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -23,6 +25,7 @@ from tuneline import status as st
 from tuneline.api import FailureReason, FineTuneJob, ModelDeployment, Phase
 from tuneline.controllers.finetunejob_logic import EXPORT_DISABLED, export_wanted
 from tuneline.gate import evaluate_gate
+from tuneline.local import EXIT_BAD_INPUT
 from tuneline.local.state import LocalState, this_process
 
 ProgressCallback = Callable[[str, dict[str, Any]], None]
@@ -76,7 +79,7 @@ class TrainingError(Exception):
 
 
 # exit codes of `python -m tuneline_workloads.train` -> (failure reason, CLI exit code)
-_TRAINER_EXITS = {2: (FailureReason.INVALID_DATASET, 2), 3: (FailureReason.INVALID_SPEC, 2)}
+_TRAINER_EXITS = {2: (FailureReason.INVALID_DATASET, EXIT_BAD_INPUT), 3: (FailureReason.INVALID_SPEC, EXIT_BAD_INPUT)}
 
 
 @dataclass
@@ -198,6 +201,8 @@ def run_finetunejob(job: FineTuneJob, ctx: RunContext) -> dict[str, Any]:
         ctx.on_progress("skip", {"message": f"{name}: already succeeded with this spec (use --force to rerun)"})
         ctx.jobs[name] = status
         return status
+    # a rerun whose input turns out bad before anything is trained leaves an earlier success standing
+    succeeded_before = ctx.state.snapshot(kind, name) if status.get("phase") == Phase.SUCCEEDED.value else None
     ctx.state.save_spec(kind, name, spec_wire)
     status = {"phase": Phase.PENDING.value, "startTime": st.now(), "attempts": status.get("attempts", 0) + 1,
               # whose run this is: `tuneline status` tells a killed run from a running one
@@ -207,6 +212,10 @@ def run_finetunejob(job: FineTuneJob, ctx: RunContext) -> dict[str, Any]:
     save()
 
     def fail(reason: FailureReason, message: str, exit_code: int = 1) -> StepFailed:
+        if succeeded_before is not None and exit_code == EXIT_BAD_INPUT and not status.get("progress", {}).get("step"):
+            ctx.state.restore(kind, name, succeeded_before)
+            return StepFailed(f"{message} (nothing was trained: the earlier successful run here still stands)",
+                              exit_code)
         st.mark_failed(status, reason, message, generation)
         save()
         return StepFailed(message, exit_code)
@@ -215,7 +224,7 @@ def run_finetunejob(job: FineTuneJob, ctx: RunContext) -> dict[str, Any]:
         output_dir = resolve_uri(job.spec.output.uri, ctx.volumes)
         output_dir.mkdir(parents=True, exist_ok=True)
     except (StorageError, OSError) as exc:
-        raise fail(FailureReason.INVALID_SPEC, f"spec.output.uri: {exc}", 2) from None
+        raise fail(FailureReason.INVALID_SPEC, f"spec.output.uri: {exc}", EXIT_BAD_INPUT) from None
 
     # --- train -------------------------------------------------------------------------
     status["phase"] = Phase.TRAINING.value
@@ -225,7 +234,7 @@ def run_finetunejob(job: FineTuneJob, ctx: RunContext) -> dict[str, Any]:
     try:
         ensure_base_model(job, ctx.volumes)
     except Exception as exc:  # noqa: BLE001 - any failure here is a bad spec or a missing model
-        raise fail(FailureReason.INVALID_SPEC, f"spec.baseModel: {exc}", 2) from exc
+        raise fail(FailureReason.INVALID_SPEC, f"spec.baseModel: {exc}", EXIT_BAD_INPUT) from exc
 
     def training_progress(info: dict[str, Any]) -> None:
         status["progress"] = {k: info[k] for k in ("epoch", "step", "totalSteps", "percent", "etaSeconds")
@@ -376,21 +385,41 @@ def _wait_http(url: str, timeout: float, process: subprocess.Popen | None = None
     return False
 
 
+# a deployment's served model repository, one directory per run in its run directory
+SERVED_DIR_PREFIX = "served-"
+
+
 def run_modeldeployment(md: ModelDeployment, ctx: RunContext, port: int | None = None) -> dict[str, Any]:
-    """Start Triton and the gateway for ``md`` (detached: they keep serving after the CLI exits)."""
+    """Start Triton and the gateway for ``md`` (detached: they keep serving after the CLI exits).
+
+    A rerun replaces what an earlier one started, but only once the new spec has been checked and its
+    model assembled: a rerun with bad input (a mistyped URI, a missing version, a taken port) fails
+    with the deployment that is serving left as it was, its status included, as a Kubernetes
+    rollout of a broken revision leaves the old one serving."""
     from tuneline_workloads.storage import StorageError, resolve_uri
     from tuneline_workloads.triton.repository import (ServedModelError, assemble_served_model, package_export,
                                                       triton_settings)
     from tuneline_workloads.triton.server import TritonServer, free_port
 
     kind, name = md.kind, md.metadata.name
+    owner = f"{kind}/{name}"
     generation = 1
-    ctx.state.save_spec(kind, name, md.wire()["spec"])
+    serving = [p for p in ctx.state.processes() if p["owner"] == owner]
+    before = ctx.state.snapshot(kind, name)
     status: dict[str, Any] = {"phase": "Progressing"}
     st.initial_conditions(status, st.MODELDEPLOYMENT_CONDITIONS, generation)
     save = lambda: ctx.state.save_status(kind, name, status)  # noqa: E731
+    replacing = False   # set once the servers of an earlier run are stopped
+    run_dir = ctx.state.run_dir(kind, name)
+    stage: Path | None = None
 
     def fail(reason: str, message: str, exit_code: int = 1) -> StepFailed:
+        if stage is not None and not replacing:
+            shutil.rmtree(stage, ignore_errors=True)
+        if serving and not replacing:
+            ctx.state.restore(kind, name, before)
+            return StepFailed(f"{message} (the deployment already running here was left serving as it was)",
+                              exit_code)
         status["phase"] = "Failed"
         status["message"] = message
         st.set_condition(status, st.AVAILABLE, "False", reason, message, generation)
@@ -399,6 +428,7 @@ def run_modeldeployment(md: ModelDeployment, ctx: RunContext, port: int | None =
         save()
         return StepFailed(message, exit_code)
 
+    ctx.state.save_spec(kind, name, md.wire()["spec"])
     # where the model repository is
     spec = md.spec
     if spec.model.from_fine_tune_job:
@@ -407,42 +437,53 @@ def run_modeldeployment(md: ModelDeployment, ctx: RunContext, port: int | None =
         repository = (job_status.get("artifacts") or {}).get("tritonRepository")
         if job_status.get("phase") != Phase.SUCCEEDED.value:
             raise fail("ModelNotReady", f"spec.model.fromFineTuneJob: FineTuneJob {spec.model.from_fine_tune_job!r} "
-                                        "has not succeeded here yet; run it first (same -f file)", 2)
+                                        "has not succeeded here yet; run it first (same -f file)", EXIT_BAD_INPUT)
         if not repository:
             raise fail("ModelNotReady", f"spec.model.fromFineTuneJob: FineTuneJob {spec.model.from_fine_tune_job!r} "
-                                        "made no model version (its spec.export is disabled)", 2)
+                                        "made no model version (its spec.export is disabled)", EXIT_BAD_INPUT)
         model_name = spec.model.from_fine_tune_job
         version = spec.model.version or job_status["artifacts"].get("modelVersion")
     else:
         try:
             repository = str(resolve_uri(spec.model.uri, ctx.volumes))
         except StorageError as exc:
-            raise fail("InvalidSpec", f"spec.model.uri: {exc}", 2) from None
+            raise fail("InvalidSpec", f"spec.model.uri: {exc}", EXIT_BAD_INPUT) from None
         model_name = name
         version = spec.model.version
     repository = Path(repository)
-    save()
 
-    ctx.state.stop_processes(owner=f"{kind}/{name}")  # a rerun replaces what it started before
-    if port is not None and not _port_free(port):
-        raise fail("PortInUse", f"port {port} (--port) is taken by another program; choose another, or leave "
-                                "--port out for a free one", 2)
+    def port_taken() -> StepFailed:
+        return fail("PortInUse", f"port {port} (--port) is taken by another program; choose another, or leave "
+                                 "--port out for a free one", EXIT_BAD_INPUT)
+    if port is not None and port not in {p.get("port") for p in serving} and not _port_free(port):
+        raise port_taken()
     # what this deployment serves, as the pod's init container assembles it: the version, with
-    # spec.triton (batching, instances) and the device in a config.pbtxt of its own
+    # spec.triton (batching, instances) and the device in a config.pbtxt of its own; staged in a
+    # directory of its own, so that the running deployment's stays whole until it is replaced
     gpu, no_gpu = _serving_gpu(md)
     if spec.model.format == "tensorrt" and not gpu:
         raise fail("InvalidSpec", f"spec.model.format tensorrt: a TensorRT engine runs only on a GPU ({no_gpu}); "
-                                  "serve the export's ONNX model instead (format onnx)", 2)
-    served = ctx.state.run_dir(kind, name) / "models"
+                                  "serve the export's ONNX model instead (format onnx)", EXIT_BAD_INPUT)
+    stage = Path(tempfile.mkdtemp(prefix=SERVED_DIR_PREFIX, dir=run_dir))
+    served = stage / "models"
     try:
         source = repository / model_name
         if spec.model.bare_export:   # packaged as one version first
-            source = package_export(repository, ctx.state.run_dir(kind, name) / "packaged", model_name, spec.task,
+            source = package_export(repository, stage / "packaged", model_name, spec.task,
                                     spec.model.format, source_uri=spec.model.uri)
         assemble_served_model(source, served, model_name, triton_settings(spec.triton, gpu=gpu),
                               version=version, source_uri=str(repository))
     except ServedModelError as exc:
-        raise fail("ModelNotFound", str(exc), 2) from None
+        raise fail("ModelNotFound", str(exc), EXIT_BAD_INPUT) from None
+
+    replacing = True
+    ctx.state.stop_processes(owner=owner)  # a rerun replaces what it started before
+    for old in run_dir.iterdir():
+        if old != stage and (old.name.startswith(SERVED_DIR_PREFIX) or old.name in ("models", "packaged")):
+            shutil.rmtree(old, ignore_errors=True)
+    save()
+    if port is not None and not _port_free(port):
+        raise port_taken()
     device = "GPU" if gpu else f"CPU ({no_gpu}; spec.resources.gpus is {spec.resources.gpus})" if no_gpu else "CPU"
     ctx.on_progress("serve", {"message": f"starting Triton on {repository} ({model_name} on the {device})"})
     triton_log = ctx.state.log_path(kind, name, "triton")
@@ -455,7 +496,7 @@ def run_modeldeployment(md: ModelDeployment, ctx: RunContext, port: int | None =
         if isinstance(exc, Exception):
             raise fail("TritonFailed", f"Triton did not become ready: {exc}") from exc
         raise
-    ctx.state.record_process(f"{kind}/{name}", "triton", server.process.pid, http=server.http_port,
+    ctx.state.record_process(owner, "triton", server.process.pid, http=server.http_port,
                              grpc=server.grpc_port, metrics=server.metrics_port)
 
     gateway_port = port or free_port()
@@ -477,10 +518,10 @@ def run_modeldeployment(md: ModelDeployment, ctx: RunContext, port: int | None =
     gateway_log = ctx.state.log_path(kind, name, "gateway")
     with open(gateway_log, "ab") as log:
         gateway = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    ctx.state.record_process(f"{kind}/{name}", "gateway", gateway.pid, port=gateway_port)
+    ctx.state.record_process(owner, "gateway", gateway.pid, port=gateway_port)
     url = f"http://127.0.0.1:{gateway_port}"
     if not _wait_http(f"{url}/readyz", 120, gateway):
-        ctx.state.stop_processes(owner=f"{kind}/{name}")
+        ctx.state.stop_processes(owner=owner)
         raise fail("GatewayFailed", f"the gateway did not become ready (log: {gateway_log})")
     status.update({"phase": "Available", "url": url, "replicas": 1, "readyReplicas": 1, "revision": 1,
                    "modelVersion": version,

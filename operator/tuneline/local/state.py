@@ -64,6 +64,11 @@ _NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")   # metadata.name (DNS sub
 class LocalState:
     root: Path
 
+    def __post_init__(self) -> None:
+        if self.root.exists() and not self.root.is_dir():
+            raise LocalStateError(f"the state directory {self.root} (--state-dir, TUNELINE_STATE_DIR) is a file, "
+                                  "not a directory: name a directory, or leave it out for the default")
+
     def run_path(self, kind: str, name: str) -> Path:
         """Where a run's files are (not created). ``name`` is a Kubernetes object name."""
         if not _NAME.fullmatch(name or ""):
@@ -90,6 +95,21 @@ class LocalState:
     def save_spec(self, kind: str, name: str, spec: dict[str, Any]) -> None:
         write_json_atomic(self.run_dir(kind, name) / "spec.json",
                           {"kind": kind, "name": name, "digest": self.spec_digest(spec), "spec": spec})
+
+    def snapshot(self, kind: str, name: str) -> dict[str, Any]:
+        """A run's saved spec and status as they are now, to put back with :meth:`restore`."""
+        path = self.run_path(kind, name)
+        return {"spec": read_json(path / "spec.json"), "status": read_json(path / "status.json")}
+
+    def restore(self, kind: str, name: str, snapshot: dict[str, Any]) -> None:
+        """Put back what :meth:`snapshot` saw: a rerun rejected for bad input leaves the earlier run's
+        record as it was (a record that did not exist then is removed)."""
+        path = self.run_path(kind, name)
+        for file, data in (("spec.json", snapshot["spec"]), ("status.json", snapshot["status"])):
+            if data is None:
+                (path / file).unlink(missing_ok=True)
+            else:
+                write_json_atomic(path / file, data)
 
     def log_path(self, kind: str, name: str, what: str) -> Path:
         return self.run_dir(kind, name) / f"{what}.log"

@@ -405,7 +405,6 @@ def run_modeldeployment(md: ModelDeployment, ctx: RunContext, port: int | None =
     owner = f"{kind}/{name}"
     generation = 1
     serving = [p for p in ctx.state.processes() if p["owner"] == owner]
-    before = ctx.state.snapshot(kind, name)
     status: dict[str, Any] = {"phase": "Progressing"}
     st.initial_conditions(status, st.MODELDEPLOYMENT_CONDITIONS, generation)
     save = lambda: ctx.state.save_status(kind, name, status)  # noqa: E731
@@ -416,8 +415,7 @@ def run_modeldeployment(md: ModelDeployment, ctx: RunContext, port: int | None =
     def fail(reason: str, message: str, exit_code: int = 1) -> StepFailed:
         if stage is not None and not replacing:
             shutil.rmtree(stage, ignore_errors=True)
-        if serving and not replacing:
-            ctx.state.restore(kind, name, before)
+        if serving and not replacing:   # its spec and status were not touched yet
             return StepFailed(f"{message} (the deployment already running here was left serving as it was)",
                               exit_code)
         status["phase"] = "Failed"
@@ -428,7 +426,9 @@ def run_modeldeployment(md: ModelDeployment, ctx: RunContext, port: int | None =
         save()
         return StepFailed(message, exit_code)
 
-    ctx.state.save_spec(kind, name, md.wire()["spec"])
+    if not serving:   # nothing to leave as it was: the status says at once that this one is starting
+        ctx.state.save_spec(kind, name, md.wire()["spec"])
+        save()
     # where the model repository is
     spec = md.spec
     if spec.model.from_fine_tune_job:
@@ -481,6 +481,7 @@ def run_modeldeployment(md: ModelDeployment, ctx: RunContext, port: int | None =
     for old in run_dir.iterdir():
         if old != stage and (old.name.startswith(SERVED_DIR_PREFIX) or old.name in ("models", "packaged")):
             shutil.rmtree(old, ignore_errors=True)
+    ctx.state.save_spec(kind, name, md.wire()["spec"])
     save()
     if port is not None and not _port_free(port):
         raise port_taken()

@@ -102,8 +102,8 @@ class LocalState:
         return {"spec": read_json(path / "spec.json"), "status": read_json(path / "status.json")}
 
     def restore(self, kind: str, name: str, snapshot: dict[str, Any]) -> None:
-        """Put back what :meth:`snapshot` saw: a rerun rejected for bad input leaves the earlier run's
-        record as it was (a record that did not exist then is removed)."""
+        """Put back what :meth:`snapshot` saw: a rerun of a succeeded job rejected for bad input
+        leaves the earlier run's record as it was (a record that did not exist then is removed)."""
         path = self.run_path(kind, name)
         for file, data in (("spec.json", snapshot["spec"]), ("status.json", snapshot["status"])):
             if data is None:

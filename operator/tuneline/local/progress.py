@@ -73,4 +73,9 @@ class RunProgress:
         self.console.print(f"  [green]{status.get('phase')}[/green] {status.get('message') or status.get('url') or ''}")
 
     def failed(self, message: str) -> None:
+        # the step's bar stops where it was: a spinner left under the message read as still working
+        for task in self.progress.tasks:
+            if not task.finished:
+                self.progress.stop_task(task.id)
+                self.progress.update(task.id, visible=False)
         self.console.print(f"[red]failed:[/red] {message}", highlight=False)

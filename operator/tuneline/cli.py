@@ -289,8 +289,7 @@ def status(
     state = LocalState(state_dir.resolve())
     runs = _with_liveness(state, [r for r in state.runs() if name is None or r[1] == name])
     if name is not None and not runs:
-        console.print(f"error: no local run named {name!r} in {state_dir}", markup=False, style="red")
-        raise typer.Exit(EXIT_BAD_INPUT)
+        raise _bad_input(output, [f"no local run named {name!r} in {state_dir}"])
     if output is OutputFormat.json:
         print(json.dumps([{"kind": k, "name": n, "status": s} for k, n, s in runs], indent=2))
     else:
@@ -310,10 +309,12 @@ def logs(
 
     state = LocalState(state_dir.resolve())
     dirs = [d for d in (state.run_path(kind, name) for kind in ("FineTuneJob", "ModelDeployment")) if d.is_dir()]
-    files = sorted(f for d in dirs for f in d.glob("*.log") if component is None or f.stem == component)
+    every = sorted(f for d in dirs for f in d.glob("*.log"))
+    files = [f for f in every if component is None or f.stem == component]
     if not files:
-        console.print(f"error: no logs for {name!r}" + (f" (component {component})" if component else ""),
-                      markup=False, style="red")
+        there = sorted({f.stem for f in every})
+        console.print(f"error: no logs for {name!r}" + (f" (component {component})" if component else "")
+                      + (f"; its logs: {', '.join(there)}" if there else ""), markup=False, style="red")
         raise typer.Exit(EXIT_BAD_INPUT)
     for f in files:
         if len(files) > 1:

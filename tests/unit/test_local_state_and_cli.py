@@ -96,6 +96,12 @@ def test_status_and_logs_of_one_run_and_a_dead_gateway(tmp_path):
     assert logs.exit_code == 0 and logs.stdout == "intents training\n"
     missing = runner.invoke(app, ["logs", "ghost", "--state-dir", str(tmp_path)])
     assert missing.exit_code == EXIT_BAD_INPUT and not state.run_path("FineTuneJob", "ghost").exists()
+    # a log that is not there says which are
+    other = runner.invoke(app, ["logs", "intents", "-c", "gateway", "--state-dir", str(tmp_path)])
+    assert other.exit_code == EXIT_BAD_INPUT and "its logs: train" in other.output
+    # -o json answers an unknown name with a JSON document too (it printed only a text error)
+    unknown = runner.invoke(app, ["status", "ghost", "-o", "json", "--state-dir", str(tmp_path)])
+    assert unknown.exit_code == EXIT_BAD_INPUT and "no local run named 'ghost'" in json.loads(unknown.stdout)["error"]
 
 
 @pytest.mark.parametrize("columns", [80, 140])

@@ -107,5 +107,6 @@ def _machine(data: dict) -> str:
         parts.append(f"{machine['cpu_steal_fraction']:.1%} of CPU time stolen by the hypervisor")
     return f" ({'; '.join(parts)})" if parts else ""
 
+
 if __name__ == "__main__":
     sys.exit(main())

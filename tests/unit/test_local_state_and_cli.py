@@ -335,7 +335,8 @@ def test_a_rerun_with_bad_input_leaves_an_earlier_success_standing(tmp_path):
     succeeded = {"phase": "Succeeded", "artifacts": {"tritonRepository": str(tmp_path / "triton"), "modelVersion": 1}}
     state.save_status("FineTuneJob", "bank-intents", succeeded)
     bad = tmp_path / "bad.yaml"
-    bad.write_text(job_file.read_text().replace('output: {uri: "pvc://models/bank-intents"}', 'output: {uri: "pvc://nosuch/out"}'))
+    bad.write_text(job_file.read_text().replace('output: {uri: "pvc://models/bank-intents"}',
+                                                'output: {uri: "pvc://nosuch/out"}'))
     assert 'pvc://nosuch/out' in bad.read_text()
     result = runner.invoke(app, ["run", "-f", str(bad), "--state-dir", str(tmp_path / "state"), "-o", "json"])
     assert result.exit_code == EXIT_BAD_INPUT, result.output
